@@ -1,0 +1,5 @@
+# Miscellaneous utilities shared by every part of the project (config dicts, the name registry, URL cache).
+
+from .util import EasyDict, make_cache_dir_path
+
+#----------------------------------------------------------------------------

@@ -1,0 +1,8 @@
+# Shared pytest set-up: run from the repository root so that top-level modules import.
+
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
