@@ -1,0 +1,191 @@
+# Tests for torch_utils.ops.conv2d_gradfix: parity with torch.nn.functional, exact first
+# and second derivatives, and the no_weight_gradients() context.
+
+import itertools
+import threading
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from torch_utils.ops import conv2d_gradfix
+
+#----------------------------------------------------------------------------
+# Convolution settings: (stride, padding, dilation, groups, kernel).
+
+CONV_CASES = [
+    (s, p, d, g, k)
+    for s, p, d, g, k in itertools.product([1, 2], [0, 1, (2, 0)], [1, 2], [1, 2], [1, 3])
+]
+
+#----------------------------------------------------------------------------
+# Random float64 tensors that require grad.
+
+def _rand(*shape, seed):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=gen, dtype=torch.float64).requires_grad_(True)
+
+#----------------------------------------------------------------------------
+
+@pytest.mark.parametrize('stride,padding,dilation,groups,k', CONV_CASES)
+def test_conv2d_matches_torch(stride, padding, dilation, groups, k):
+    x = _rand(2, 4, 9, 8, seed=0)
+    w = _rand(6, 4 // groups, k, k, seed=1)
+    b = _rand(6, seed=2)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    y = conv2d_gradfix.conv2d(x, w, b, **kw)
+    y_ref = F.conv2d(x, w, b, **kw)
+    assert torch.equal(y, y_ref)
+    gy = torch.randn_like(y)
+    grads = torch.autograd.grad(y, [x, w, b], gy)
+    grads_ref = torch.autograd.grad(y_ref, [x, w, b], gy)
+    for a, r in zip(grads, grads_ref):
+        torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
+
+#----------------------------------------------------------------------------
+
+@pytest.mark.parametrize('stride,padding,dilation,groups,k', CONV_CASES)
+@pytest.mark.parametrize('output_padding', [0, 1])
+def test_conv_transpose2d_matches_torch(stride, padding, dilation, groups, k, output_padding):
+    if output_padding >= max(stride, dilation):
+        pytest.skip('output_padding must be smaller than stride or dilation')
+    x = _rand(2, 4, 5, 6, seed=0)
+    w = _rand(4, 6 // groups, k, k, seed=1)
+    b = _rand(6, seed=2)
+    kw = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation)
+    y = conv2d_gradfix.conv_transpose2d(x, w, b, **kw)
+    y_ref = F.conv_transpose2d(x, w, b, **kw)
+    assert torch.equal(y, y_ref)
+    gy = torch.randn_like(y)
+    grads = torch.autograd.grad(y, [x, w, b], gy)
+    grads_ref = torch.autograd.grad(y_ref, [x, w, b], gy)
+    for a, r in zip(grads, grads_ref):
+        torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
+
+#----------------------------------------------------------------------------
+
+@pytest.mark.parametrize('stride,padding,dilation,groups', [(1, 1, 1, 1), (2, 1, 1, 2), (2, 0, 2, 1), (1, (0, 2), 1, 2)])
+def test_conv2d_gradcheck_gradgradcheck(stride, padding, dilation, groups):
+    x = _rand(1, 2, 6, 5, seed=3)
+    w = _rand(4, 2 // groups, 3, 2, seed=4)
+    b = _rand(4, seed=5)
+    fn = lambda x, w, b: conv2d_gradfix.conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    assert torch.autograd.gradcheck(fn, (x, w, b))
+    assert torch.autograd.gradgradcheck(fn, (x, w, b))
+
+#----------------------------------------------------------------------------
+
+@pytest.mark.parametrize('stride,padding,output_padding,dilation,groups', [(2, 1, 1, 1, 1), (2, 0, 0, 1, 2), (1, 1, 1, 2, 2), (3, 2, 2, 1, 1)])
+def test_conv_transpose2d_gradcheck_gradgradcheck(stride, padding, output_padding, dilation, groups):
+    x = _rand(1, 2, 4, 3, seed=6)
+    w = _rand(2, 4 // groups, 3, 3, seed=7)
+    b = _rand(4, seed=8)
+    fn = lambda x, w, b: conv2d_gradfix.conv_transpose2d(x, w, b, stride=stride, padding=padding,
+        output_padding=output_padding, groups=groups, dilation=dilation)
+    assert torch.autograd.gradcheck(fn, (x, w, b))
+    assert torch.autograd.gradgradcheck(fn, (x, w, b))
+
+#----------------------------------------------------------------------------
+# A two-layer network: conv2d -> softplus -> conv_transpose2d -> softplus -> sum.
+
+def _two_layer(x, w1, w2, conv=conv2d_gradfix):
+    h = F.softplus(conv.conv2d(x, w1, stride=2, padding=1))
+    return F.softplus(conv.conv_transpose2d(h, w2, stride=2, padding=1, output_padding=1)).sum()
+
+#----------------------------------------------------------------------------
+
+def test_no_weight_gradients_skips_weight_only():
+    x = _rand(2, 3, 8, 8, seed=9)
+    w1 = _rand(4, 3, 3, 3, seed=10)
+    w2 = _rand(4, 2, 3, 3, seed=11)
+    with conv2d_gradfix.no_weight_gradients():
+        _two_layer(x, w1, w2).backward()
+    assert w1.grad is None and w2.grad is None
+    gx_ref, = torch.autograd.grad(_two_layer(x, w1, w2, conv=F), [x])
+    torch.testing.assert_close(x.grad, gx_ref, rtol=1e-12, atol=1e-12)
+
+#----------------------------------------------------------------------------
+
+def test_no_weight_gradients_double_backward_is_exact():
+    x = _rand(2, 3, 8, 8, seed=12)
+    w1 = _rand(4, 3, 3, 3, seed=13)
+    w2 = _rand(4, 2, 3, 3, seed=14)
+
+    # Reference: plain torch ops.
+    gx_ref, = torch.autograd.grad(_two_layer(x, w1, w2, conv=F), [x], create_graph=True)
+    grads_ref = torch.autograd.grad(gx_ref.square().sum(), [x, w1, w2])
+
+    # Ours: first backward without weight gradients, second backward with them.
+    with conv2d_gradfix.no_weight_gradients():
+        gx, = torch.autograd.grad(_two_layer(x, w1, w2), [x], create_graph=True)
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-12, atol=1e-12)
+    grads = torch.autograd.grad(gx.square().sum(), [x, w1, w2])
+    for a, r in zip(grads, grads_ref):
+        torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-12)
+
+#----------------------------------------------------------------------------
+# R1-like penalty ||d out / d x||^2: its weight gradient against central differences.
+
+def test_r1_weight_gradient_matches_finite_differences():
+    x = _rand(1, 2, 6, 6, seed=15)
+    w1 = _rand(3, 2, 3, 3, seed=16)
+    w2 = _rand(3, 2, 3, 3, seed=17)
+
+    def penalty(w1, create_graph):
+        with conv2d_gradfix.no_weight_gradients():
+            gx, = torch.autograd.grad(_two_layer(x, w1, w2), [x], create_graph=create_graph)
+        return gx.square().sum()
+
+    grad_w1, = torch.autograd.grad(penalty(w1, create_graph=True), [w1])
+    eps = 1e-6
+    flat = w1.detach().flatten()
+    for i in range(0, flat.numel(), 5):
+        delta = torch.zeros_like(flat)
+        delta[i] = eps
+        hi = penalty((flat + delta).view_as(w1).requires_grad_(True), create_graph=False)
+        lo = penalty((flat - delta).view_as(w1).requires_grad_(True), create_graph=False)
+        fd = (hi - lo).item() / (2 * eps)
+        assert abs(grad_w1.flatten()[i].item() - fd) < 1e-6 * max(1.0, abs(fd))
+
+#----------------------------------------------------------------------------
+
+def test_no_weight_gradients_state_is_context_local():
+    assert not conv2d_gradfix.weight_gradients_disabled()
+    seen_in_thread = []
+    with conv2d_gradfix.no_weight_gradients():
+        assert conv2d_gradfix.weight_gradients_disabled()
+        with conv2d_gradfix.no_weight_gradients(disable=False):
+            assert not conv2d_gradfix.weight_gradients_disabled()
+        assert conv2d_gradfix.weight_gradients_disabled()
+        thread = threading.Thread(target=lambda: seen_in_thread.append(conv2d_gradfix.weight_gradients_disabled()))
+        thread.start()
+        thread.join()
+    assert seen_in_thread == [False]
+    assert not conv2d_gradfix.weight_gradients_disabled()
+
+    # Restored after an exception too.
+    with pytest.raises(RuntimeError):
+        with conv2d_gradfix.no_weight_gradients():
+            raise RuntimeError('boom')
+    assert not conv2d_gradfix.weight_gradients_disabled()
+
+#----------------------------------------------------------------------------
+
+def test_bad_arguments_raise_clear_errors():
+    x = torch.randn(1, 4, 5, 5)
+    with pytest.raises(ValueError, match='4D'):
+        conv2d_gradfix.conv2d(x, torch.randn(3, 4, 3))
+    with pytest.raises(ValueError, match='input channels'):
+        conv2d_gradfix.conv2d(x, torch.randn(3, 3, 3, 3))
+    with pytest.raises(ValueError, match='input channels'):
+        conv2d_gradfix.conv2d(x, torch.randn(3, 2, 3, 3), groups=2)
+    with pytest.raises(ValueError, match='padding'):
+        conv2d_gradfix.conv2d(x, torch.randn(3, 4, 3, 3), padding=-1)
+    with pytest.raises(ValueError, match='stride'):
+        conv2d_gradfix.conv2d(x, torch.randn(3, 4, 3, 3), stride=0)
+    with pytest.raises(ValueError, match='groups'):
+        conv2d_gradfix.conv_transpose2d(x, torch.randn(4, 3, 3, 3), groups=0)
+    with pytest.raises(ValueError, match='input channels'):
+        conv2d_gradfix.conv_transpose2d(x, torch.randn(3, 3, 3, 3))
+
+#----------------------------------------------------------------------------

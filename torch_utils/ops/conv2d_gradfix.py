@@ -1,0 +1,220 @@
+"""2D convolutions whose weight gradient can be skipped.
+
+`conv2d` and `conv_transpose2d` compute exactly what `torch.nn.functional.conv2d` and
+`torch.nn.functional.conv_transpose2d` compute. Their backward pass is written with the
+same public operations, so first and second derivatives are exact, and inside
+`no_weight_gradients()` the backward pass leaves the weight gradient out. That is what the
+R1 penalty wants: it takes the gradient of the discriminator output with respect to the
+images with `create_graph=True`, and the weight gradient of that first backward pass is
+never used.
+"""
+
+import contextlib
+import contextvars
+
+import torch
+import torch.nn.functional as F
+
+#----------------------------------------------------------------------------
+# Context-local switch read by the backward passes below (True = skip weight gradients).
+
+_weight_gradients_disabled = contextvars.ContextVar('conv2d_gradfix_weight_gradients_disabled', default=False)
+
+#----------------------------------------------------------------------------
+# Context manager inside which the backward pass of these convolutions skips the weight.
+
+@contextlib.contextmanager
+def no_weight_gradients(disable=True):
+    """Skip weight gradients of `conv2d` / `conv_transpose2d` backward passes in this context.
+
+    The state is context-local (a `contextvars.ContextVar`): it is restored on exit, nests,
+    and is not seen by other threads. Backward passes run by the autograd engine on the
+    calling thread see it; that is always the case for CPU tensors.
+
+    Args:
+        disable: True to skip weight gradients, False to compute them (for nesting).
+    """
+    token = _weight_gradients_disabled.set(bool(disable))
+    try:
+        yield
+    finally:
+        _weight_gradients_disabled.reset(token)
+
+#----------------------------------------------------------------------------
+# Whether weight gradients are currently skipped.
+
+def weight_gradients_disabled():
+    return _weight_gradients_disabled.get()
+
+#----------------------------------------------------------------------------
+# 2D convolution (correlation), same arguments and result as F.conv2d.
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2D convolution equal to `torch.nn.functional.conv2d`, with a skippable weight gradient.
+
+    Args:
+        input:    Input tensor of shape [N, C_in, H, W].
+        weight:   Weight tensor of shape [C_out, C_in / groups, kh, kw].
+        bias:     Optional bias of shape [C_out].
+        stride:   Int or [sy, sx].
+        padding:  Non-negative int or [py, px] (zeros on both sides).
+        dilation: Int or [dy, dx].
+        groups:   Number of channel groups.
+
+    Returns:
+        Tensor of shape [N, C_out, H_out, W_out].
+    """
+    params = _conv_params(input, weight, stride, padding, dilation, groups, output_padding=0, transpose=False)
+    if not _needs_autograd(input, weight, bias):
+        return F.conv2d(input, weight, bias, params.stride, params.padding, params.dilation, groups)
+    return _Conv2d.apply(input, weight, bias, params)
+
+#----------------------------------------------------------------------------
+# 2D transposed convolution, same arguments and result as F.conv_transpose2d.
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """2D transposed convolution equal to `torch.nn.functional.conv_transpose2d`.
+
+    Args:
+        input:          Input tensor of shape [N, C_in, H, W].
+        weight:         Weight tensor of shape [C_in, C_out / groups, kh, kw].
+        bias:           Optional bias of shape [C_out].
+        stride:         Int or [sy, sx].
+        padding:        Non-negative int or [py, px] (removed from both sides of the output).
+        output_padding: Int or [oy, ox] added to one side of the output size.
+        groups:         Number of channel groups.
+        dilation:       Int or [dy, dx].
+
+    Returns:
+        Tensor of shape [N, C_out, H_out, W_out].
+    """
+    params = _conv_params(input, weight, stride, padding, dilation, groups, output_padding=output_padding, transpose=True)
+    if not _needs_autograd(input, weight, bias):
+        return F.conv_transpose2d(input, weight, bias, params.stride, params.padding, params.output_padding, groups, params.dilation)
+    return _ConvTranspose2d.apply(input, weight, bias, params)
+
+#----------------------------------------------------------------------------
+# Normalised convolution parameters, passed to the autograd functions.
+
+class _ConvParams:
+    __slots__ = ('stride', 'padding', 'dilation', 'groups', 'output_padding')
+
+    def __init__(self, stride, padding, dilation, groups, output_padding):
+        self.stride = stride                    # (sy, sx)
+        self.padding = padding                  # (py, px)
+        self.dilation = dilation                # (dy, dx)
+        self.groups = groups                    # number of channel groups
+        self.output_padding = output_padding    # (oy, ox), transposed convolution only
+
+#----------------------------------------------------------------------------
+# Normalise an int-or-pair argument to a pair of ints.
+
+def _pair(value, name, minimum):
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise ValueError(f'{name} must be an int or a pair of ints, got {value!r}')
+    if min(value) < minimum:
+        raise ValueError(f'{name} must be >= {minimum}, got {value!r}')
+    return tuple(value)
+
+#----------------------------------------------------------------------------
+# Check shapes and arguments; return a _ConvParams.
+
+def _conv_params(input, weight, stride, padding, dilation, groups, output_padding, transpose):
+    if input.ndim != 4 or weight.ndim != 4:
+        raise ValueError(f'expected a 4D input and a 4D weight, got shapes {tuple(input.shape)} and {tuple(weight.shape)}')
+    if not isinstance(groups, int) or groups < 1:
+        raise ValueError(f'groups must be a positive int, got {groups!r}')
+    in_channels = weight.shape[0] if transpose else weight.shape[1] * groups
+    if input.shape[1] != in_channels or weight.shape[0] % groups != 0:
+        raise ValueError(f'input channels {input.shape[1]} do not match weight shape {tuple(weight.shape)} with groups={groups}')
+    stride = _pair(stride, 'stride', 1)
+    dilation = _pair(dilation, 'dilation', 1)
+    output_padding = _pair(output_padding, 'output_padding', 0)
+    return _ConvParams(stride, _pair(padding, 'padding', 0), dilation, groups, output_padding)
+
+#----------------------------------------------------------------------------
+# Whether any argument takes part in autograd (otherwise the plain op is enough).
+
+def _needs_autograd(*tensors):
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+#----------------------------------------------------------------------------
+# Spatial size of the output of F.conv2d for an input of the given size.
+
+def _conv_output_size(size, kernel, p):
+    return tuple((size[i] + 2 * p.padding[i] - p.dilation[i] * (kernel[i] - 1) - 1) // p.stride[i] + 1 for i in range(2))
+
+#----------------------------------------------------------------------------
+# Autograd function for conv2d; backward uses conv_transpose2d and conv2d_weight.
+
+class _Conv2d(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, weight, bias, p):
+        ctx.p = p
+        ctx.input_shape = input.shape
+        ctx.save_for_backward(input if weight.requires_grad else None, weight)
+        return F.conv2d(input, weight, bias, p.stride, p.padding, p.dilation, p.groups)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, weight = ctx.saved_tensors
+        p = ctx.p
+        grad_input = grad_weight = grad_bias = None
+
+        # Input gradient: the transposed convolution, sized to the input.
+        if ctx.needs_input_grad[0]:
+            full = _conv_transpose_output_size(grad_output.shape[2:], weight.shape[2:], p, (0, 0))
+            output_padding = tuple(ctx.input_shape[2 + i] - full[i] for i in range(2))
+            grad_input = conv_transpose2d(grad_output, weight, None, p.stride, p.padding, output_padding, p.groups, p.dilation)
+
+        # Weight and bias gradients, unless skipped by no_weight_gradients().
+        if ctx.needs_input_grad[1] and not weight_gradients_disabled():
+            grad_weight = torch.nn.grad.conv2d_weight(input, weight.shape, grad_output, p.stride, p.padding, p.dilation, p.groups)
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad_output.sum(dim=[0, 2, 3])
+        return grad_input, grad_weight, grad_bias, None
+
+#----------------------------------------------------------------------------
+# Spatial size of the output of F.conv_transpose2d for an input of the given size.
+
+def _conv_transpose_output_size(size, kernel, p, output_padding):
+    return tuple((size[i] - 1) * p.stride[i] - 2 * p.padding[i] + p.dilation[i] * (kernel[i] - 1) + 1 + output_padding[i] for i in range(2))
+
+#----------------------------------------------------------------------------
+# Autograd function for conv_transpose2d; backward uses conv2d and conv2d_weight.
+# conv_transpose2d(x, w) is the adjoint of conv2d(., w) applied to x padded with zeros
+# at the end when output_padding reaches a whole stride (only possible with dilation).
+
+class _ConvTranspose2d(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, weight, bias, p):
+        ctx.p = p
+        ctx.input_shape = input.shape
+        ctx.save_for_backward(input if weight.requires_grad else None, weight)
+        return F.conv_transpose2d(input, weight, bias, p.stride, p.padding, p.output_padding, p.groups, p.dilation)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, weight = ctx.saved_tensors
+        p = ctx.p
+        grad_input = grad_weight = grad_bias = None
+        in_h, in_w = ctx.input_shape[2:]
+
+        # Input gradient: the direct convolution, cropped to the input.
+        if ctx.needs_input_grad[0]:
+            grad_input = conv2d(grad_output, weight, None, p.stride, p.padding, p.dilation, p.groups)
+            grad_input = grad_input[:, :, :in_h, :in_w]
+
+        # Weight gradient (roles of input and output gradient swapped), unless skipped.
+        if ctx.needs_input_grad[1] and not weight_gradients_disabled():
+            out_h, out_w = _conv_output_size(grad_output.shape[2:], weight.shape[2:], p)
+            if (out_h, out_w) != (in_h, in_w):
+                input = F.pad(input, [0, out_w - in_w, 0, out_h - in_h])
+            grad_weight = torch.nn.grad.conv2d_weight(grad_output, weight.shape, input, p.stride, p.padding, p.dilation, p.groups)
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad_output.sum(dim=[0, 2, 3])
+        return grad_input, grad_weight, grad_bias, None
+
+#----------------------------------------------------------------------------
