@@ -213,27 +213,37 @@ def _pad_or_crop(x, px0, px1, py0, py1):
     return x
 
 #----------------------------------------------------------------------------
+# Memory format of x (channels_last when x is laid out that way, else contiguous).
+
+def _memory_format(x):
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+#----------------------------------------------------------------------------
+# Zero-stuffs x (up-1 zeros after each pixel) into a zero frame that already holds the
+# positive padding, then crops the negative padding.
+
+def _upsample_and_pad(x, upx, upy, px0, px1, py0, py1):
+    n, c, h, w = x.shape
+    top, left = max(py0, 0), max(px0, 0)
+    shape = [n, c, h * upy + top + max(py1, 0), w * upx + left + max(px1, 0)]
+    z = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x)).zero_()
+    z[:, :, top : top + h * upy : upy, left : left + w * upx : upx] = x
+    return _pad_or_crop(z, min(px0, 0), min(px1, 0), min(py0, 0), min(py1, 0))
+
+#----------------------------------------------------------------------------
 # One depthwise up/pad/correlate/down pass with a 2-D kernel g [kh, kw] (already flipped).
 
 def _upfirdn_pass(x, g, upx, upy, downx, downy, px0, px1, py0, py1):
     num_channels = x.shape[1]
     kh, kw = g.shape
     weight = g[np.newaxis, np.newaxis].expand(num_channels, 1, kh, kw)  # [C1hw], no copy.
-
-    # Without up-sampling: pad/crop, then a strided depthwise correlation.
     if upx == 1 and upy == 1:
         x = _pad_or_crop(x, px0, px1, py0, py1)
-        return F.conv2d(x, weight, stride=(downy, downx), groups=num_channels)
-
-    # With up-sampling: a strided transposed convolution is the full convolution of the
-    # zero-stuffed input with the unflipped taps; then shift it into the padded frame.
-    in_h, in_w = x.shape[2], x.shape[3]
-    y = F.conv_transpose2d(x, weight.flip([2, 3]), stride=(upy, upx), groups=num_channels)
-    y = _pad_or_crop(y, px0 - (kw - 1), px1 + upx - kw, py0 - (kh - 1), py1 + upy - kh)
-    assert y.shape[2:] == (in_h * upy + py0 + py1 - kh + 1, in_w * upx + px0 + px1 - kw + 1)
-    if downx > 1 or downy > 1:
-        y = y[:, :, ::downy, ::downx]
-    return y
+    else:
+        x = _upsample_and_pad(x, upx, upy, px0, px1, py0, py1)
+    return F.conv2d(x, weight, stride=(downy, downx), groups=num_channels)
 
 #----------------------------------------------------------------------------
 # Filters images with a FIR filter, keeping their size (plus the given padding).
