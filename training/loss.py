@@ -1,0 +1,188 @@
+# GAN losses with lazy regularisation: StyleGAN2's non-saturating logistic loss with R1 and
+# path-length regularisation (Karras et al. 2020, "Analyzing and Improving the Image Quality of
+# StyleGAN", Sec. 3.2 and 4), and the hinge loss used by BigGAN (Brock et al. 2019, Sec. 3).
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from torch_utils import training_stats
+from torch_utils.ops import conv2d_gradfix
+
+#----------------------------------------------------------------------------
+# Adversarial terms by name: each maps logits to per-sample losses.
+# 'logistic' is the non-saturating loss of Goodfellow et al. 2014; 'hinge' that of Lim & Ye 2017.
+
+def _logistic_g(fake_logits):         return F.softplus(-fake_logits)
+def _logistic_d_fake(fake_logits):    return F.softplus(fake_logits)
+def _logistic_d_real(real_logits):    return F.softplus(-real_logits)
+def _hinge_g(fake_logits):            return -fake_logits
+def _hinge_d_fake(fake_logits):       return F.relu(1 + fake_logits)
+def _hinge_d_real(real_logits):       return F.relu(1 - real_logits)
+
+adversarial_losses = {
+    'logistic': (_logistic_g, _logistic_d_fake, _logistic_d_real),
+    'hinge':    (_hinge_g, _hinge_d_fake, _hinge_d_real),
+}
+
+PHASES = ('Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg', 'Dboth')
+
+#----------------------------------------------------------------------------
+# Base of all losses used by the training loop.
+
+class Loss:
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
+        """Run one phase on one batch and backpropagate; returns the detached total loss."""
+        raise NotImplementedError()
+
+#----------------------------------------------------------------------------
+# StyleGAN2 loss: adversarial term + R1 on reals + path-length regularisation + style mixing.
+
+class StyleGAN2Loss(Loss):
+    def __init__(self, device, G, D,
+        augment_pipe        = None,         # AugmentPipe applied to every image D sees; None = no augmentation.
+        r1_gamma            = 10,           # R1 weight gamma (penalty gamma/2 * |grad D(x)|^2); 0 = off.
+        style_mixing_prob   = 0.9,          # Probability of mixing two latents at a random layer cutoff; 0 = off.
+        pl_weight           = 2,            # Path-length regularisation weight; 0 = off.
+        pl_batch_shrink     = 2,            # Path-length batch = batch_gpu // pl_batch_shrink.
+        pl_decay            = 0.01,         # Decay of the running path-length mean.
+        pl_no_weight_grad   = False,        # Skip conv weight gradients inside the path-length gradient.
+        adversarial         = 'logistic',   # Adversarial term: a key of `adversarial_losses`.
+    ):
+        if adversarial not in adversarial_losses:
+            raise ValueError(f'Unknown adversarial loss {adversarial!r}; valid: {", ".join(adversarial_losses)}.')
+        has_mapping = hasattr(G, 'mapping') and hasattr(G, 'synthesis')
+        if not has_mapping and (pl_weight != 0 or style_mixing_prob != 0):
+            raise ValueError(f'{type(G).__name__} has no mapping/synthesis split: set pl_weight=0 and style_mixing_prob=0.')
+        self.device = device
+        self.G = G
+        self.D = D
+        self.augment_pipe = augment_pipe
+        self.r1_gamma = r1_gamma
+        self.style_mixing_prob = style_mixing_prob
+        self.pl_weight = pl_weight
+        self.pl_batch_shrink = pl_batch_shrink
+        self.pl_decay = pl_decay
+        self.pl_no_weight_grad = pl_no_weight_grad
+        self.loss_g, self.loss_d_fake, self.loss_d_real = adversarial_losses[adversarial]
+        self.pl_mean = torch.zeros([], device=device)
+
+    # Generate images; returns (images, ws) with ws None for generators without a mapping network.
+    def run_G(self, z, c, update_emas=False):
+        if not hasattr(self.G, 'mapping'):
+            return self.G(z, c), None
+        ws = self.G.mapping(z, c, update_emas=update_emas)
+        if self.style_mixing_prob > 0:
+            cutoff = torch.empty([], dtype=torch.int64, device=ws.device).random_(1, ws.shape[1])
+            mix = torch.rand([], device=ws.device) < self.style_mixing_prob
+            cutoff = torch.where(mix, cutoff, torch.full_like(cutoff, ws.shape[1]))
+            ws_mix = self.G.mapping(torch.randn_like(z), c, update_emas=False)
+            layer = torch.arange(ws.shape[1], device=ws.device)[None, :, None]
+            ws = torch.where(layer < cutoff, ws, ws_mix)
+        return self.G.synthesis(ws, update_emas=update_emas), ws
+
+    # Discriminator logits, through the augmentation pipeline when there is one.
+    def run_D(self, img, c):
+        if self.augment_pipe is not None:
+            img = self.augment_pipe(img)
+        return self.D(img, c)
+
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg=0):
+        if phase not in PHASES:
+            raise ValueError(f'Unknown phase {phase!r}; valid: {", ".join(PHASES)}.')
+        if phase == 'Greg' and self.pl_weight == 0:
+            return torch.zeros([], device=self.device)
+        if phase == 'Dreg' and self.r1_gamma == 0:
+            return torch.zeros([], device=self.device)
+        terms = []
+        if phase in ('Gmain', 'Gboth'):
+            terms.append(self._g_main(gen_z, gen_c, gain))
+        if phase in ('Greg', 'Gboth') and self.pl_weight != 0:
+            terms.append(self._g_path_length(gen_z, gen_c, gain))
+        loss_fake = None
+        if phase in ('Dmain', 'Dboth'):
+            loss_fake = self._d_fake(gen_z, gen_c, gain)
+            terms.append(loss_fake.mean())
+        if phase in ('Dmain', 'Dreg', 'Dboth'):
+            terms.append(self._d_real(real_img, real_c, gain, loss_fake=loss_fake,
+                reg=(phase in ('Dreg', 'Dboth') and self.r1_gamma != 0)))
+        return sum(terms[1:], terms[0]) if terms else torch.zeros([], device=self.device)
+
+    # Gmain: make D call the fakes real.
+    def _g_main(self, gen_z, gen_c, gain):
+        gen_img, _ws = self.run_G(gen_z, gen_c)
+        gen_logits = self.run_D(gen_img, gen_c)
+        training_stats.report('Loss/scores/fake', gen_logits)
+        training_stats.report('Loss/signs/fake', gen_logits.sign())
+        loss = self.loss_g(gen_logits)
+        training_stats.report('Loss/G/loss', loss)
+        loss = loss.mean()
+        loss.mul(gain).backward()
+        return loss.detach()
+
+    # Greg: path-length regularisation, E[(|J_w^T y| - a)^2] with y ~ N(0, I) / sqrt(H*W) (Eq. 4).
+    def _g_path_length(self, gen_z, gen_c, gain):
+        batch_size = max(gen_z.shape[0] // self.pl_batch_shrink, 1)
+        gen_img, gen_ws = self.run_G(gen_z[:batch_size], gen_c[:batch_size])
+        pl_noise = torch.randn_like(gen_img) / np.sqrt(gen_img.shape[2] * gen_img.shape[3])
+        with conv2d_gradfix.no_weight_gradients(self.pl_no_weight_grad):
+            pl_grads = torch.autograd.grad(outputs=[(gen_img * pl_noise).sum()], inputs=[gen_ws],
+                create_graph=True, only_inputs=True)[0]
+        pl_lengths = pl_grads.square().sum(2).mean(1).sqrt()
+        pl_mean = self.pl_mean.lerp(pl_lengths.mean(), self.pl_decay)
+        self.pl_mean.copy_(pl_mean.detach())
+        pl_penalty = (pl_lengths - pl_mean).square()
+        training_stats.report('Loss/pl_penalty', pl_penalty)
+        loss = (pl_penalty * self.pl_weight).mean()
+        training_stats.report('Loss/G/reg', loss)
+        (gen_img[:, 0, 0, 0] * 0 + loss).mean().mul(gain).backward()
+        return loss.detach()
+
+    # Dmain, fake half: make D call the fakes fake. Also advances G's w_avg. Returns per-sample losses.
+    def _d_fake(self, gen_z, gen_c, gain):
+        with torch.no_grad():
+            gen_img, _ws = self.run_G(gen_z, gen_c, update_emas=True)
+        gen_logits = self.run_D(gen_img, gen_c)
+        training_stats.report('Loss/scores/fake', gen_logits)
+        training_stats.report('Loss/signs/fake', gen_logits.sign())
+        loss = self.loss_d_fake(gen_logits)
+        loss.mean().mul(gain).backward()
+        return loss.detach()
+
+    # Dmain real half (loss_fake given) and/or Dreg: make D call the reals real;
+    # R1 = gamma/2 * |grad_x D(x)|^2 (Mescheder et al. 2018).
+    def _d_real(self, real_img, real_c, gain, loss_fake, reg):
+        real_img_tmp = real_img.detach().requires_grad_(reg)
+        real_logits = self.run_D(real_img_tmp, real_c)
+        training_stats.report('Loss/scores/real', real_logits)
+        training_stats.report('Loss/signs/real', real_logits.sign())
+        loss = torch.zeros_like(real_logits)
+        if loss_fake is not None:
+            loss_real = self.loss_d_real(real_logits)
+            training_stats.report('Loss/D/loss', loss_fake + loss_real)
+            loss = loss + loss_real
+        if reg:
+            with conv2d_gradfix.no_weight_gradients():
+                r1_grads = torch.autograd.grad(outputs=[real_logits.sum()], inputs=[real_img_tmp],
+                    create_graph=True, only_inputs=True)[0]
+            r1_penalty = r1_grads.square().sum([1, 2, 3])
+            training_stats.report('Loss/r1_penalty', r1_penalty)
+            loss_r1 = r1_penalty * (self.r1_gamma / 2)
+            training_stats.report('Loss/D/reg', loss_r1)
+            loss = loss + loss_r1[:, None]
+        loss = loss.mean()
+        loss.mul(gain).backward()
+        return loss.detach()
+
+#----------------------------------------------------------------------------
+# BigGAN's hinge loss, with the same phases; R1 optional (off by default), no G regularisation.
+
+class HingeLoss(StyleGAN2Loss):
+    def __init__(self, device, G, D,
+        augment_pipe        = None,         # AugmentPipe applied to every image D sees; None = no augmentation.
+        r1_gamma            = 0,            # Optional R1 weight; 0 = off.
+    ):
+        super().__init__(device, G, D, augment_pipe=augment_pipe, r1_gamma=r1_gamma,
+            style_mixing_prob=0, pl_weight=0, adversarial='hinge')
+
+#----------------------------------------------------------------------------
