@@ -1,0 +1,185 @@
+# Tests of torch_utils.ops.bias_act against independent float64 formulas.
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from torch_utils.ops import bias_act
+
+#----------------------------------------------------------------------------
+# Independent float64 activation formulas (numpy), with each activation's alpha.
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+NUMPY_ACTS = {
+    'linear':   lambda x, a: x,
+    'relu':     lambda x, a: np.maximum(x, 0),
+    'lrelu':    lambda x, a: np.where(x >= 0, x, a * x),
+    'tanh':     lambda x, a: np.tanh(x),
+    'sigmoid':  lambda x, a: 1 / (1 + np.exp(-x)),
+    'elu':      lambda x, a: np.where(x > 0, x, a * (np.exp(x) - 1)),
+    'selu':     lambda x, a: SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * (np.exp(x) - 1)),
+    'softplus': lambda x, a: np.log1p(np.exp(x)),
+    'swish':    lambda x, a: x / (1 + np.exp(-x)),
+}
+
+EXPECTED_DEFAULTS = {  # name: (def_alpha, def_gain)
+    'linear': (0, 1), 'relu': (0, math.sqrt(2)), 'lrelu': (0.2, math.sqrt(2)), 'tanh': (0, 1),
+    'sigmoid': (0, 1), 'elu': (1, 1), 'selu': (0, 1), 'softplus': (0, 1), 'swish': (0, math.sqrt(2)),
+}
+
+#----------------------------------------------------------------------------
+# Input values at least 0.1 away from the relu/lrelu kink at 0, so gradients are smooth.
+
+def away_from_zero(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.1, 2.5, size=shape) * rng.choice([-1, 1], size=shape)
+    return x
+
+#----------------------------------------------------------------------------
+# The registry: names, defaults and metadata fields.
+
+def test_activation_registry():
+    assert set(bias_act.activation_funcs) == set(NUMPY_ACTS)
+    for name, (alpha, gain) in EXPECTED_DEFAULTS.items():
+        spec = bias_act.activation_funcs[name]
+        assert spec.def_alpha == pytest.approx(alpha) and spec.def_gain == pytest.approx(gain)
+        assert set(spec) == {'func', 'def_alpha', 'def_gain', 'cuda_idx', 'ref', 'has_2nd_grad'}
+    assert len({spec.cuda_idx for spec in bias_act.activation_funcs.values()}) == len(NUMPY_ACTS)
+
+#----------------------------------------------------------------------------
+# Each activation with default alpha/gain and a bias along dim 1.
+
+@pytest.mark.parametrize('act', sorted(NUMPY_ACTS))
+def test_activation_defaults(act):
+    x = away_from_zero([2, 3, 4, 5])
+    b = np.array([0.5, -0.25, 0.05])
+    alpha, gain = EXPECTED_DEFAULTS[act]
+    expect = NUMPY_ACTS[act](x + b.reshape(1, 3, 1, 1), alpha) * gain
+    y = bias_act.bias_act(torch.tensor(x), torch.tensor(b), act=act)
+    assert y.dtype == torch.float64 and y.shape == x.shape
+    np.testing.assert_allclose(y.numpy(), expect, rtol=1e-12, atol=1e-12)
+
+#----------------------------------------------------------------------------
+# Explicit alpha, gain and clamp.
+
+@pytest.mark.parametrize('act', sorted(NUMPY_ACTS))
+def test_alpha_gain_clamp(act):
+    x = away_from_zero([4, 6], seed=1) * 2
+    alpha = 0.3
+    expect = np.clip(NUMPY_ACTS[act](x, alpha) * 2.5, -1.5, 1.5)
+    y = bias_act.bias_act(torch.tensor(x), act=act, alpha=alpha, gain=2.5, clamp=1.5)
+    np.testing.assert_allclose(y.numpy(), expect, rtol=1e-12, atol=1e-12)
+    y = bias_act.bias_act(torch.tensor(x), act=act, alpha=alpha, gain=2.5, clamp=-1)
+    np.testing.assert_allclose(y.numpy(), NUMPY_ACTS[act](x, alpha) * 2.5, rtol=1e-12, atol=1e-12)
+    assert bias_act.bias_act(torch.tensor(x), act=act, clamp=0).abs().max() == 0
+
+#----------------------------------------------------------------------------
+# The bias runs along the requested dimension, negative dims included.
+
+@pytest.mark.parametrize('dim', [0, 2, 3, -1, -3])
+def test_bias_dim(dim):
+    x = away_from_zero([2, 3, 4, 5], seed=2)
+    b = np.linspace(-1, 1, x.shape[dim])
+    shape = [1] * 4
+    shape[dim] = -1
+    expect = NUMPY_ACTS['lrelu'](x + b.reshape(shape), 0.2) * math.sqrt(2)
+    y = bias_act.bias_act(torch.tensor(x), torch.tensor(b), dim=dim, act='lrelu')
+    np.testing.assert_allclose(y.numpy(), expect, rtol=1e-12, atol=1e-12)
+
+#----------------------------------------------------------------------------
+# A 2-D input with a bias along dim 1 (fully-connected layers).
+
+def test_fully_connected_shape():
+    x = away_from_zero([7, 3], seed=3)
+    b = np.array([1.0, 2.0, 3.0])
+    y = bias_act.bias_act(torch.tensor(x), torch.tensor(b), act='relu', gain=1)
+    np.testing.assert_allclose(y.numpy(), np.maximum(x + b, 0), rtol=1e-12)
+
+#----------------------------------------------------------------------------
+# One clear ValueError per kind of bad input.
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(act='gelu'), 'unknown activation.*lrelu'),
+    (dict(b=torch.ones(4)), 'length x.shape'),
+    (dict(b=torch.ones(3, 1)), '1-D'),
+    (dict(dim=4), 'out of range'),
+    (dict(dim=-5), 'out of range'),
+    (dict(clamp=-2), 'clamp'),
+    (dict(impl='fast'), 'impl'),
+    (dict(gain=float('nan')), 'finite'),
+])
+def test_errors(kwargs, match):
+    args = dict(x=torch.ones(2, 3, 4, 4), b=torch.ones(3))
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        bias_act.bias_act(**args)
+
+#----------------------------------------------------------------------------
+# gradcheck and gradgradcheck in float64 for every activation, w.r.t. x and b.
+
+@pytest.mark.parametrize('act', sorted(NUMPY_ACTS))
+def test_gradients(act):
+    x = torch.tensor(away_from_zero([2, 3, 2], seed=4), requires_grad=True)
+    b = torch.tensor([0.02, -0.03, 0.01], dtype=torch.float64, requires_grad=True)
+    fn = lambda x, b: bias_act.bias_act(x, b, act=act, gain=1.3)
+    assert torch.autograd.gradcheck(fn, [x, b])
+    assert torch.autograd.gradgradcheck(fn, [x, b])
+
+#----------------------------------------------------------------------------
+# Clamped outputs pass no gradient.
+
+def test_clamp_gradient():
+    x = torch.tensor([-3.0, -0.5, 0.5, 3.0], requires_grad=True)
+    bias_act.bias_act(x, act='linear', clamp=1).sum().backward()
+    assert x.grad.tolist() == [0, 1, 1, 0]
+
+#----------------------------------------------------------------------------
+# float16 on the CPU: computed in float16, close to float32, dtype kept; the bias is
+# cast to the dtype of x.
+
+@pytest.mark.parametrize('act', sorted(NUMPY_ACTS))
+def test_float16(act):
+    x = torch.randn(2, 3, 4, 4)
+    b = torch.randn(3)
+    y = bias_act.bias_act(x.half(), b, act=act, clamp=256)
+    assert y.dtype == torch.float16
+    torch.testing.assert_close(y.float(), bias_act.bias_act(x, b, act=act, clamp=256), rtol=1e-2, atol=1e-2)
+
+#----------------------------------------------------------------------------
+# channels_last input gives channels_last output.
+
+def test_channels_last():
+    x = torch.randn(2, 3, 4, 5).to(memory_format=torch.channels_last)
+    y = bias_act.bias_act(x, torch.randn(3), act='lrelu', clamp=1)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+
+#----------------------------------------------------------------------------
+# impl='cuda' on the CPU runs the reference path without a warning.
+
+def test_impl_on_cpu():
+    x = torch.randn(2, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        torch.testing.assert_close(bias_act.bias_act(x, act='swish', impl='cuda'), bias_act.bias_act(x, act='swish', impl='ref'))
+
+#----------------------------------------------------------------------------
+# impl='cuda' on a CUDA tensor without a built kernel warns once and uses the reference.
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_cuda_fallback_warns_once(monkeypatch):
+    monkeypatch.setattr(bias_act, '_warned_no_cuda', False)
+    x, b = torch.randn(2, 3, 4, device='cuda'), torch.randn(3, device='cuda')
+    with pytest.warns(RuntimeWarning, match='bias_act.*reference'):
+        y = bias_act.bias_act(x, b, act='lrelu', impl='cuda')
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        bias_act.bias_act(x, b, act='lrelu', impl='cuda')
+    torch.testing.assert_close(y.cpu(), bias_act.bias_act(x.cpu(), b.cpu(), act='lrelu'))
+
+#----------------------------------------------------------------------------
