@@ -173,7 +173,7 @@ class ImageFolderDataset(Dataset):
         self._zipfile = None
         self._zipfile_pid = None
         self._type = _path_type(self._path)
-        self._image_fnames = sorted(f for f in self._all_fnames() if _is_image_name(f))
+        self._image_fnames = sorted(f for f in self._all_fnames() if is_image_fname(f))
         if len(self._image_fnames) == 0:
             raise DatasetError(f'No image files found in {self._path}')
 
@@ -238,6 +238,8 @@ class ImageFolderDataset(Dataset):
                 image = _decode_image(PIL.Image.open(f), fname)
         except DatasetError:
             raise
+        except PIL.UnidentifiedImageError as e:
+            raise DatasetError(f'Cannot read image {fname} in {self._path}: not a known image format, or corrupt') from e
         except (OSError, SyntaxError, EOFError, ValueError, struct.error, zlib.error, zipfile.BadZipFile,
                 PIL.Image.DecompressionBombError) as e:
             raise DatasetError(f'Cannot read image {fname} in {self._path}: {e}') from e
@@ -282,7 +284,7 @@ def _path_type(path):
 #----------------------------------------------------------------------------
 # Whether a file name has an image extension known to Pillow (macOS resource forks excluded).
 
-def _is_image_name(fname):
+def is_image_fname(fname):
     if fname.startswith('__MACOSX/') or os.path.basename(fname).startswith('._'):
         return False
     PIL.Image.init()
