@@ -73,12 +73,13 @@ def design_filter_bank():
 
 #----------------------------------------------------------------------------
 # Band cross-energy matrix A (normalised so that sum(A) = 1) of the filter bank under the
-# 1-D power spectrum s(w) ~ 1/w of natural images (DC excluded). For band gains g the
-# separable 2-D filter Hg(wx) Hg(wy), Hg = sum_i g_i B_i, changes the expected energy of
-# such an image by (g^T A g)^2, so dividing g by sqrt(g^T A g) keeps it.
+# power spectrum s(w) = 1/w per axis (natural images) sampled at the nonzero frequencies
+# w_k = 2 pi k / size of a size-pixel image. For band gains g the separable 2-D filter
+# Hg(wx) Hg(wy), Hg = sum_i g_i B_i, multiplies the energy of such an image (mean removed)
+# by (g^T A g)^2, so dividing g by sqrt(g^T A g) keeps it.
 
-def filter_bank_energy(bank, num_freqs=1024):
-    w = (np.arange(num_freqs) + 0.5) / num_freqs * np.pi
+def filter_bank_energy(bank, size=256):
+    w = 2 * np.pi * np.arange(1, size // 2 + 1) / size
     m = np.arange(bank.shape[1]) - bank.shape[1] // 2
     response = bank @ np.cos(m[:, None] * w[None, :])   # [band, freq], real (zero phase).
     energy = (response[:, None, :] * response[None, :, :] / w).sum(axis=2)
