@@ -204,7 +204,8 @@ def open_lsun(source, max_images):
             for idx, (key, value) in enumerate(txn.cursor()):
                 if idx >= count:
                     break
-                yield f'{source}[{key.decode(errors="replace")}]', read_image(io.BytesIO(value), f'{source}[{key.decode(errors="replace")}]'), None
+                name = f'{source}[{key.decode(errors="replace")}]'
+                yield name, read_image(io.BytesIO(value), name), None
         env.close()
     return int(count), iterate()
 
@@ -328,7 +329,7 @@ def open_dest(dest):
         fd, tmp = tempfile.mkstemp(prefix=prefix, suffix='.tmp', dir=parent)
         os.close(fd)
         archive = zipfile.ZipFile(tmp, 'w', compression=zipfile.ZIP_STORED)
-        write = lambda name, data: archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+        write = lambda name, data: archive.writestr(_zip_info(name), data)
     else:
         tmp = tempfile.mkdtemp(prefix=prefix, suffix='.tmp', dir=parent)
         write = lambda name, data: _write_file(os.path.join(tmp, name), data)
@@ -355,6 +356,11 @@ def _missing_dirs(path):
         path = os.path.dirname(path)
     return missing
 
+def _zip_info(name): # Fixed time stamp: the same input gives the same archive.
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.external_attr = 0o644 << 16 # rw-r--r-- when unpacked.
+    return info
+
 def _write_file(path, data):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, 'wb') as f:
@@ -367,6 +373,14 @@ def _finish(tmp, dest, is_zip):
     if os.path.isdir(dest):
         os.rmdir(dest) # Empty (checked before): replaced by the new folder.
     os.replace(tmp, dest)
+
+#----------------------------------------------------------------------------
+# uint8 [H, W, C] as PNG bytes, uncompressed (fast to decode during training).
+
+def encode_png(image):
+    png = io.BytesIO()
+    PIL.Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(png, format='png', compress_level=0)
+    return png.getvalue()
 
 #----------------------------------------------------------------------------
 # Convert source into dest; the Python entry point behind the command line.
@@ -389,9 +403,7 @@ def convert_dataset(source, dest, max_images=None, transform=None, resolution=No
             first = first or (name, image)
             idx_str = f'{len(labels):08d}'
             archive_fname = f'{idx_str[:5]}/img{idx_str}.png'
-            png = io.BytesIO()
-            PIL.Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(png, format='png', compress_level=0, optimize=False)
-            write(archive_fname, png.getvalue())
+            write(archive_fname, encode_png(image))
             labels.append([archive_fname, label])
         if not labels:
             raise ToolError(f'No image of {source} is large enough for --transform={transform} --resolution={width}x{height}')

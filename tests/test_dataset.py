@@ -156,6 +156,7 @@ def test_dataloader_workers(tmp_path):
     copy = pickle.loads(pickle.dumps(ds))
     np.testing.assert_array_equal(copy[5][0], ds[5][0])
 
+@pytest.mark.slow
 def test_dataloader_spawn(tmp_path):
     images = _random_images(6)
     path, _order = _make_dataset(tmp_path, images, kind='zip')
