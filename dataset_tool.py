@@ -78,12 +78,14 @@ def open_image_collection(source, names, open_file, max_images):
             yield fname, image, (None if labels is None else labels[fname])
     return len(fnames), iterate()
 
+# A folder of images, searched recursively.
 def open_image_folder(source, max_images):
     names = [os.path.relpath(os.path.join(root, fname), source).replace(os.sep, '/')
         for root, _dirs, files in os.walk(source) for fname in files]
     open_file = lambda fname: open(os.path.join(source, fname), 'rb')
     return open_image_collection(source, set(names), open_file, max_images)
 
+# A ZIP archive of images.
 def open_image_zip(source, max_images):
     try:
         archive = zipfile.ZipFile(source)
@@ -289,6 +291,7 @@ def check_options(transform, resolution):
     if not _is_power_of_two(width):
         raise ToolError(f'--resolution={width}x{height}: the output side {width} must be a power of two')
 
+# Whether n is 1, 2, 4, 8, ...
 def _is_power_of_two(n):
     return n >= 1 and (n & (n - 1)) == 0
 
@@ -307,16 +310,17 @@ def check_image(name, image, first):
             f'{fc}: pass --resolution to resize all images, and give all images the same colour mode')
 
 #----------------------------------------------------------------------------
-# Where the output goes: a ZIP (stored, not compressed) or a folder. Writes into a hidden
-# temporary next to dest and renames it at the end; on any error the temporary is removed.
-# Yields a function write(archive_name, data_bytes).
+# Where the output goes: a ZIP (stored, not compressed) or a folder, written through a
+# function write(archive_name, data_bytes).
 
+# A destination is refused if it exists, unless it is an empty folder.
 def check_dest(dest):
     if os.path.isdir(dest) and os.listdir(dest):
         raise ToolError(f'Destination folder {dest} is not empty; remove it or choose another --dest')
     if os.path.exists(dest) and not os.path.isdir(dest):
         raise ToolError(f'Destination {dest} already exists; remove it or choose another --dest')
 
+# Open the hidden temporary for dest; rename on success, remove on error.
 @contextlib.contextmanager
 def open_dest(dest):
     check_dest(dest)
@@ -361,11 +365,13 @@ def _zip_info(name): # Fixed time stamp: the same input gives the same archive.
     info.external_attr = 0o644 << 16 # rw-r--r-- when unpacked.
     return info
 
+# Write one file of the output folder, creating its sub-folder.
 def _write_file(path, data):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, 'wb') as f:
         f.write(data)
 
+# Give the finished temporary the usual permissions and move it to dest.
 def _finish(tmp, dest, is_zip):
     umask = os.umask(0)
     os.umask(umask)
@@ -428,6 +434,8 @@ class Resolution(click.ParamType):
         return int(match.group(1)), int(match.group(2) or match.group(1))
 
 #----------------------------------------------------------------------------
+
+# Command line.
 
 @click.command()
 @click.option('--source', help='Folder, ZIP, CIFAR-10 tarball, MNIST folder/file or LMDB folder', metavar='PATH', required=True)

@@ -205,6 +205,7 @@ class ImageFolderDataset(Dataset):
             self._zipfile_pid = os.getpid()
         return self._zipfile
 
+    # Whether a file (e.g. dataset.json) exists at the root.
     def _has_file(self, fname):
         if self._type == 'dir':
             return os.path.isfile(os.path.join(self._path, fname))
@@ -214,23 +215,27 @@ class ImageFolderDataset(Dataset):
             return False
         return True
 
+    # Binary file object for a name relative to the root.
     def _open_file(self, fname):
         if self._type == 'dir':
             return open(os.path.join(self._path, fname), 'rb')
         return self._get_zipfile().open(fname, 'r')
 
+    # Close this process's ZIP handle (reopened on demand).
     def close(self):
         if self._zipfile is not None and self._zipfile_pid == os.getpid():
             self._zipfile.close()
         self._zipfile = None
         self._zipfile_pid = None
 
+    # Pickled (e.g. for spawned workers) without the open file.
     def __getstate__(self):
         return dict(self.__dict__, _zipfile=None, _zipfile_pid=None)
 
     def __del__(self):
         self.close()
 
+    # Decode one image, naming the file in any error.
     def _load_raw_image(self, raw_idx):
         fname = self._image_fnames[raw_idx]
         try:
@@ -249,6 +254,7 @@ class ImageFolderDataset(Dataset):
                 f'{self._image_fnames[0]} has {want}: all images must have the same shape')
         return image
 
+    # Labels of all images from dataset.json, in image order.
     def _load_raw_labels(self):
         if not self._has_file('dataset.json'):
             raise DatasetError(f'Labels requested (use_labels=True) but {self._path} has no dataset.json')
