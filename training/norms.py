@@ -60,7 +60,8 @@ def _distributed_world():
 # Per-channel batch statistics.
 
 def batch_stats(x, cross_replica=False):
-    """Per-channel mean and biased variance over all dimensions except dim 1, in float32.
+    """Per-channel mean and biased variance over all dimensions except dim 1, in float32
+    (float64 for float64 input).
 
     Args:
         x:             Input [N, C, ...] of any floating dtype.
@@ -68,17 +69,17 @@ def batch_stats(x, cross_replica=False):
                        (differentiably) when torch.distributed is initialised.
 
     Returns:
-        mean:  [C] float32.
-        var:   [C] float32, biased (mean of squares minus squared mean, clamped at 0).
-        count: 0-dim float32 tensor, the number of values per channel (global when synced).
+        mean:  [C] float32 (or float64).
+        var:   [C], biased (mean of squares minus squared mean, clamped at 0).
+        count: 0-dim tensor, the number of values per channel (global when synced).
     """
     if x.ndim < 2:
         raise ValueError(f'batch_stats expects an input [N, C, ...], got shape {list(x.shape)}')
     dims = [0] + list(range(2, x.ndim))
-    xf = x.float()
+    xf = x.to(torch.promote_types(x.dtype, torch.float32))
     num_channels = x.shape[1]
     sums = torch.cat([xf.sum(dims), (xf * xf).sum(dims)])   # [2C]
-    count = torch.full([1], x.numel() / num_channels, dtype=torch.float32, device=x.device)
+    count = torch.full([1], x.numel() / num_channels, dtype=xf.dtype, device=x.device)
     if cross_replica and _distributed_world():
         packed = _AllReduceSum.apply(torch.cat([sums, count]))
         sums, count = packed[:-1], packed[-1:].detach()
@@ -199,7 +200,8 @@ class StandingBatchNorm(torch.nn.Module):
 
         # Update the running or the standing statistics.
         with torch.no_grad():
-            var_unbiased = var * count / (count - 1).clamp(min=1)
+            mean = mean.to(self.stored_mean.dtype)
+            var_unbiased = (var * count / (count - 1).clamp(min=1)).to(self.stored_var.dtype)
             if self.accumulate_standing:
                 self.standing_mean_sum.add_(mean)
                 self.standing_var_sum.add_(var_unbiased)
