@@ -229,6 +229,7 @@ _DDP_WORKER = textwrap.dedent('''
     torch.distributed.destroy_process_group()
 ''')
 
+@pytest.mark.slow
 def test_check_ddp_consistency_two_processes(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT)
     cmd = lambda rank: [sys.executable, '-c', _DDP_WORKER, str(rank), str(tmp_path / 'init')]

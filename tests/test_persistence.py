@@ -9,6 +9,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import threading
 import traceback
 import uuid
 from collections import OrderedDict
@@ -199,6 +200,7 @@ _READER = textwrap.dedent('''
     torch.save(net(io['x']).detach(), sys.argv[2] + '/y2.pt')
 ''')
 
+@pytest.mark.slow
 def test_round_trip_across_processes(tmp_path):
     mod_dir = tmp_path / 'mods'
     modname = _import_from_dir(mod_dir, _TEST_MODULE_SRC).__name__
@@ -311,6 +313,8 @@ def test_pickling_errors(testmod):
         pickle.dumps(testmod.WithFn(fn=lambda x: x))
     with pytest.raises(pickle.PicklingError, match=r'constructor positional argument 0 \(function\)'):
         pickle.dumps(testmod.WithFn(lambda x: x))
+    with pytest.raises(TypeError, match='WithFn: cannot record the constructor arguments'):
+        testmod.WithFn(fn=threading.Lock())
 
     class InMain(torch.nn.Module):
         pass
@@ -327,5 +331,160 @@ def test_pickling_errors(testmod):
             pickle.dumps(module.NoSrc())
     finally:
         del sys.modules[name]
+
+#----------------------------------------------------------------------------
+# A pickle in the format of the original StyleGAN2-ADA code, built by hand: a snapshot dict
+# whose networks reduce to `_reconstruct_persistent_obj(meta)` with version-6 meta dicts,
+# nested persistent submodules, Parameters/buffers in torch-1.7-style module state, and an
+# embedded module source that calls our ops with the original keyword names. It is loaded
+# in a fresh process and checked against float64 math written out below.
+
+_ORIGINAL_STYLE_SRC = textwrap.dedent('''
+    """Synthetic networks module written like an original StyleGAN2-ADA networks file."""
+
+    import numpy as np
+    import torch
+    from torch_utils import misc
+    from torch_utils import persistence
+    from torch_utils.ops import bias_act
+    from torch_utils.ops import conv2d_resample
+    from torch_utils.ops import upfirdn2d
+    from torch_utils.ops import fma
+
+    #----------------------------------------------------------------------------
+
+    @misc.profiled_function
+    def scale_to_unit_rms(x, eps=1e-8):
+        return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
+
+    #----------------------------------------------------------------------------
+
+    @persistence.persistent_class
+    class Dense(torch.nn.Module):
+        def __init__(self, in_features, out_features, act='linear', lr_mul=1):
+            raise RuntimeError('__init__ must not run when unpickling')
+
+        def forward(self, x):
+            misc.assert_shape(x, [None, self.in_features])
+            w = self.weight.to(x.dtype) * (self.lr_mul / np.sqrt(self.in_features))
+            return bias_act.bias_act(x.matmul(w.t()), self.bias.to(x.dtype) * self.lr_mul, act=self.act)
+
+    #----------------------------------------------------------------------------
+
+    @persistence.persistent_class
+    class UpConv(torch.nn.Module):
+        def __init__(self, in_channels, out_channels, resolution, conv_clamp=None):
+            raise RuntimeError('__init__ must not run when unpickling')
+
+        def forward(self, x, styles):
+            misc.assert_shape(x, [None, self.in_channels, self.resolution, self.resolution])
+            w = self.weight * misc.constant(self.weight_gain, dtype=x.dtype)
+            offset = misc.constant(0.5, shape=[1, self.in_channels, 1, 1], dtype=x.dtype)
+            x = fma.fma(x, styles.reshape(-1, self.in_channels, 1, 1), offset)
+            x = conv2d_resample.conv2d_resample(x=x, w=w.to(x.dtype), f=self.resample_filter, up=2, padding=1, flip_weight=False)
+            gain = bias_act.activation_funcs['lrelu'].def_gain * self.act_gain
+            return bias_act.bias_act(x, self.bias.to(x.dtype), act='lrelu', gain=gain, clamp=self.conv_clamp)
+
+    #----------------------------------------------------------------------------
+
+    @persistence.persistent_class
+    class TinyGenerator(torch.nn.Module):
+        def __init__(self, z_dim, channels):
+            raise RuntimeError('__init__ must not run when unpickling')
+
+        def forward(self, z):
+            misc.assert_shape(z, [None, self.z_dim])
+            styles = self.mapping(scale_to_unit_rms(z))
+            x = self.const.unsqueeze(0).repeat([z.shape[0], 1, 1, 1])
+            x = self.conv(x, styles)
+            return upfirdn2d.downsample2d(x, upfirdn2d.setup_filter([1, 3, 3, 1]))
+
+    #----------------------------------------------------------------------------
+''')
+
+_ORIGINAL_STYLE_LOADER = textwrap.dedent('''
+    import pickle, sys, torch
+    from torch_utils import persistence
+    with open('snapshot.pkl', 'rb') as f:
+        snapshot = pickle.load(f)
+    assert snapshot['D'] is None and snapshot['augment_pipe'] is None
+    assert snapshot['training_set_kwargs']['resolution'] == 4
+    mods = [name for name in sys.modules if name.startswith('_imported_module_')]
+    assert len(mods) == 1, mods
+    G = snapshot['G']
+    assert type(G).__name__ == 'TinyGenerator' and type(G.conv).__name__ == 'UpConv'
+    assert persistence.is_persistent(G.mapping) and type(G_ema := snapshot['G_ema']) is type(G)
+    assert G.init_kwargs == dict(channels=3) and G.mapping.init_args == (5, 3)
+    assert not any(p.requires_grad for p in G.parameters())
+    z = torch.load('z.pt')
+    with torch.no_grad():
+        torch.save(dict(G=G(z), G_ema=G_ema(z)), 'out.pt')
+''')
+
+_CLAMP = 0.6 # conv_clamp of the UpConv layer.
+
+def _original_style_params(seed):
+    gen = torch.Generator().manual_seed(seed)
+    rand = lambda *shape: torch.randn(shape, generator=gen)
+    f1 = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    return dict(mw=rand(3, 5), mb=rand(3), cw=rand(4, 3, 3, 3), cb=rand(4) * 0.3, const=rand(3, 4, 4),
+        f=torch.outer(f1, f1) / torch.outer(f1, f1).sum())
+
+def _original_style_meta(params):
+    param = lambda t: torch.nn.Parameter(t.clone(), requires_grad=False)
+    mapping = _meta(_ORIGINAL_STYLE_SRC, 'Dense', _old_module_state(
+        params=[('weight', param(params['mw'])), ('bias', param(params['mb']))],
+        in_features=5, act='lrelu', lr_mul=0.1, _init_args=(5, 3), _init_kwargs=dnnlib.EasyDict(act='lrelu', lr_mul=0.1)))
+    conv = _meta(_ORIGINAL_STYLE_SRC, 'UpConv', _old_module_state(
+        params=[('weight', param(params['cw'])), ('bias', param(params['cb']))],
+        buffers=[('resample_filter', params['f'].clone())],
+        in_channels=3, resolution=4, weight_gain=1 / 27 ** 0.5, act_gain=0.8, conv_clamp=_CLAMP,
+        _init_args=(3, 4, 4), _init_kwargs=dnnlib.EasyDict(conv_clamp=_CLAMP)))
+    return _meta(_ORIGINAL_STYLE_SRC, 'TinyGenerator', _old_module_state(
+        params=[('const', param(params['const']))],
+        modules=[('mapping', _PersistentStub(mapping)), ('conv', _PersistentStub(conv))],
+        z_dim=5, _init_args=(), _init_kwargs=dnnlib.EasyDict(channels=3)))
+
+# The same network in float64 with plain torch: upsampling conv = zero insertion, padding
+# [3, 2] (1 + filter padding), FIR filter with gain 4, true convolution with the weight.
+def _original_style_reference(params, z):
+    P = {k: v.double() for k, v in params.items()}
+    z = z.double()
+    lrelu = lambda x: torch.where(x >= 0, x, 0.2 * x) * 2 ** 0.5
+    depthwise = lambda x, f: torch.nn.functional.conv2d(x, f.flip([0, 1])[None, None].repeat(x.shape[1], 1, 1, 1), groups=x.shape[1])
+    z = z / (z.square().mean(dim=1, keepdim=True) + 1e-8).sqrt()
+    styles = lrelu(z @ (P['mw'] * 0.1 / 5 ** 0.5).t() + P['mb'] * 0.1)
+    x = P['const'][None] * styles[:, :, None, None] + 0.5
+    up = torch.zeros(x.shape[0], 3, 8, 8, dtype=torch.float64)
+    up[:, :, ::2, ::2] = x
+    x = depthwise(torch.nn.functional.pad(up, [3, 2, 3, 2]), P['f'] * 4)
+    x = torch.nn.functional.conv2d(x, (P['cw'] / 27 ** 0.5).flip([2, 3]))
+    x = lrelu(x + P['cb'][None, :, None, None]) * 0.8
+    clamped = bool((x.abs() > _CLAMP).any())
+    x = depthwise(torch.nn.functional.pad(x.clamp(-_CLAMP, _CLAMP), [1, 1, 1, 1]), P['f'])
+    return x[:, :, ::2, ::2], clamped
+
+@pytest.mark.slow
+def test_original_format_pickle(tmp_path):
+    try:
+        from torch_utils.ops import bias_act, conv2d_resample, fma, upfirdn2d # pylint: disable=unused-import,import-outside-toplevel
+    except ImportError as err:
+        pytest.skip(f'torch_utils.ops not complete yet: {err}')
+    params, params_ema = _original_style_params(1), _original_style_params(2)
+    snapshot = dict(G=_PersistentStub(_original_style_meta(params)), D=None,
+        G_ema=_PersistentStub(_original_style_meta(params_ema)), augment_pipe=None,
+        training_set_kwargs=dict(class_name='training.dataset.ImageFolderDataset', path='data.zip',
+            use_labels=False, max_size=10, xflip=False, resolution=4))
+    with open(tmp_path / 'snapshot.pkl', 'wb') as f:
+        pickle.dump(snapshot, f)
+    z = torch.randn([6, 5], generator=torch.Generator().manual_seed(3))
+    torch.save(z, tmp_path / 'z.pt')
+    _run_python(_ORIGINAL_STYLE_LOADER, [str(tmp_path)], pythonpath=[ROOT])
+    out = torch.load(tmp_path / 'out.pt')
+    for key, p in [('G', params), ('G_ema', params_ema)]:
+        ref, clamped = _original_style_reference(p, z)
+        assert out[key].shape == (6, 4, 4, 4) and out[key].dtype == torch.float32
+        assert clamped # The clamp is exercised.
+        torch.testing.assert_close(out[key].double(), ref, rtol=1e-5, atol=1e-5)
 
 #----------------------------------------------------------------------------

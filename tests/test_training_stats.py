@@ -122,6 +122,7 @@ _WORKER = textwrap.dedent('''
     torch.distributed.destroy_process_group()
 ''')
 
+@pytest.mark.slow
 def test_two_process_gloo_sync(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT)
     cmd = lambda rank: [sys.executable, '-c', _WORKER, str(rank), str(tmp_path / 'init')]

@@ -53,8 +53,12 @@ def persistent_class(orig_class):
         _orig_module_name = orig_class.__module__
 
         def __init__(self, *args, **kwargs):
-            self._init_args = copy.deepcopy(args)
-            self._init_kwargs = dnnlib.EasyDict(copy.deepcopy(kwargs))
+            try:
+                init_args, init_kwargs = copy.deepcopy((args, kwargs))
+            except Exception as err: # pylint: disable=broad-except
+                raise TypeError(f'{class_name}: cannot record the constructor arguments of a persistent class (copy.deepcopy failed: {err})') from err
+            self._init_args = init_args
+            self._init_kwargs = dnnlib.EasyDict(init_kwargs)
             super().__init__(*args, **kwargs)
 
         @property
