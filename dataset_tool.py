@@ -392,7 +392,7 @@ def encode_png(image):
 # Convert source into dest; the Python entry point behind the command line.
 
 def convert_dataset(source, dest, max_images=None, transform=None, resolution=None, resize_filter='lanczos'):
-    source, dest = os.path.expanduser(str(source)), os.path.expanduser(str(dest))
+    source, dest = os.path.expanduser(str(source)), os.path.normpath(os.path.expanduser(str(dest)))
     check_options(transform, resolution)
     check_dest(dest)
     num_images, items = open_source(source, max_images)
