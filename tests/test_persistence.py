@@ -163,6 +163,17 @@ def test_decorator_basics(testmod):
     with pytest.raises(TypeError, match='expects a class'):
         persistence.persistent_class(lambda: None)
 
+    # Subclasses of persistent classes: decorated ones keep their own arguments, others cannot be pickled.
+    class Sub(testmod.Inner):
+        def __init__(self, scale):
+            super().__init__(3, scale=scale)
+    with pytest.raises(pickle.PicklingError, match='is not decorated with @persistence.persistent_class'):
+        pickle.dumps(Sub(2.0))
+    sub = persistence.persistent_class(Sub)(2.0)
+    assert sub.init_args == (2.0,) and sub.init_kwargs == {}
+    with pytest.raises(pickle.PicklingError, match='only classes defined at the top level'):
+        pickle.dumps(sub)
+
     counter = testmod.Counter(7)
     clone = pickle.loads(pickle.dumps(counter))
     assert (clone.value, clone.cache) == (7, 'rebuilt by __setstate__')

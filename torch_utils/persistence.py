@@ -60,6 +60,8 @@ def persistent_class(orig_class):
             self._init_args = init_args
             self._init_kwargs = dnnlib.EasyDict(init_kwargs)
             super().__init__(*args, **kwargs)
+            self._init_args = init_args # Again: a persistent base class's __init__ may have overwritten them.
+            self._init_kwargs = dnnlib.EasyDict(init_kwargs)
 
         @property
         def init_args(self):
@@ -192,8 +194,14 @@ def _src_to_module(src):
 def _reduce_persistent_obj(obj):
     cls = type(obj)
     what = f'{cls._orig_module_name}.{cls._orig_class_name}'
+    if cls not in _decorators:
+        raise pickle.PicklingError(f'Cannot pickle {cls.__module__}.{cls.__qualname__}: it subclasses the persistent class {what} '
+            'but is not decorated with @persistence.persistent_class itself')
     if cls._orig_module_name == '__main__':
         raise pickle.PicklingError(f'Cannot pickle persistent object of class {what}: classes defined in __main__ cannot be pickled; move the class into an importable module file')
+    if cls.__qualname__ != cls._orig_class_name:
+        raise pickle.PicklingError(f'Cannot pickle persistent object of class {cls.__module__}.{cls.__qualname__}: '
+            'only classes defined at the top level of a module can be pickled')
     if cls._orig_module_src is None:
         raise pickle.PicklingError(f'Cannot pickle persistent object of class {what}: the source code of module {cls._orig_module_name!r} cannot be retrieved')
     _check_init_args_picklable(obj, what)
