@@ -39,14 +39,20 @@ def persistent_class(orig_class):
         raise TypeError(f'persistent_class() expects a class, got {type(orig_class).__name__}')
     if is_persistent(orig_class):
         return orig_class
-    if orig_class in _decorated_by_orig:
-        return _decorated_by_orig[orig_class]
+    if orig_class not in _decorated_by_orig:
+        decorated = _make_persistent_subclass(orig_class)
+        _decorators.add(decorated)
+        _decorated_by_orig[orig_class] = decorated
+    return _decorated_by_orig[orig_class]
 
+#----------------------------------------------------------------------------
+# The persistent subclass of a class, made to look like the original one.
+
+def _make_persistent_subclass(orig_class):
     orig_module = sys.modules.get(orig_class.__module__)
     orig_module_src = _module_to_src(orig_module)
     class_name = orig_class.__name__
 
-    # The persistent subclass.
     class Decorator(orig_class):
         _orig_module_src = orig_module_src
         _orig_class_name = class_name
@@ -84,8 +90,6 @@ def persistent_class(orig_class):
     Decorator.__qualname__ = orig_class.__qualname__
     Decorator.__module__ = orig_class.__module__
     Decorator.__doc__ = orig_class.__doc__
-    _decorators.add(Decorator)
-    _decorated_by_orig[orig_class] = Decorator
     return Decorator
 
 #----------------------------------------------------------------------------
