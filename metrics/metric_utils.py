@@ -110,6 +110,8 @@ def get_feature_detector(url, device=torch.device('cpu'), num_gpus=1, rank=0, ve
             # The published detectors are TorchScript files; torch.jit.load is the only way to read them.
             warnings.filterwarnings('ignore', message='.*torch.jit.load.*deprecated', category=DeprecationWarning)
             detector = torch.jit.load(path, map_location='cpu').eval().to(device)
+        for param in detector.parameters():
+            param.requires_grad = False # Shared by every caller: gradients only ever flow to the inputs.
     finally:
         if is_leader and num_gpus > 1:
             torch.distributed.barrier()
