@@ -1,0 +1,300 @@
+# Tests of training/networks_biggan.py: tiny networks, architecture tables, truncation,
+# self-attention, projection and standing statistics.
+
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from training import networks_biggan as nb
+from training import norms
+
+#----------------------------------------------------------------------------
+
+def _labels(n, c_dim):
+    if c_dim == 0:
+        return torch.zeros([n, 0])
+    return F.one_hot(torch.arange(n) % c_dim, c_dim).float()
+
+#----------------------------------------------------------------------------
+# Tiny configurations: channel multiplier 2 (16 channels per block at 32 px, 8 at 16 px).
+
+_TINY_CONFIGS = {
+    'cond_attn':        dict(res=32, c_dim=4, attn_res=[16]),
+    'uncond':           dict(res=32, c_dim=0, attn_res=[]),
+    'cond_vbn':         dict(res=16, c_dim=4, attn_res=[], norm='vbn', vbn_ref_size=4),
+    'uncond_vbn_attn':  dict(res=16, c_dim=0, attn_res=[8], norm='vbn', vbn_ref_size=3),
+    'uncond_flat_mybn': dict(res=16, c_dim=0, attn_res=[], hier=False, mybn=True),
+    'cond_gn_N02':      dict(res=16, c_dim=3, attn_res=[], norm_style='gn', G_init='N02'),
+    'cond_in_xavier':   dict(res=16, c_dim=3, attn_res=[], norm_style='in', G_init='xavier'),
+    'cond_nonorm':      dict(res=16, c_dim=3, attn_res=[], norm_style='nonorm'),
+}
+
+def _tiny_pair(c_dim, attn_res, res=32, **G_kwargs):
+    G = nb.Generator(z_dim=16, c_dim=c_dim, img_resolution=res, img_channels=3, ch=2, attn_res=attn_res, **G_kwargs)
+    D = nb.Discriminator(c_dim=c_dim, img_resolution=res, img_channels=3, ch=2, attn_res=attn_res)
+    return G, D
+
+#----------------------------------------------------------------------------
+
+@pytest.mark.parametrize('name', sorted(_TINY_CONFIGS))
+def test_tiny_networks_forward_backward_pickle(name):
+    torch.manual_seed(0)
+    G, D = _tiny_pair(**_TINY_CONFIGS[name])
+    for attention in list(G.attentions) + list(D.attentions):
+        if isinstance(attention, nb.SelfAttention):
+            with torch.no_grad():
+                attention.gamma.fill_(0.5)  # Non-zero, so the attention convs get non-zero gradients.
+    z = torch.randn(3, 16)
+    c = _labels(3, G.c_dim)
+    img = G(z, c)
+    assert img.shape == (3, 3, G.img_resolution, G.img_resolution) and img.abs().max() <= 1
+    logits = D(img, c)
+    assert logits.shape == (3, 1)
+    logits.square().sum().backward()
+    for net in (G, D):
+        for param_name, param in net.named_parameters():
+            assert param.grad is not None, param_name
+            assert torch.isfinite(param.grad).all(), param_name
+            assert param.grad.abs().sum() > 0, param_name
+
+    # Pickle round trip: identical outputs in eval mode.
+    G.eval()
+    D.eval()
+    with torch.no_grad():
+        img = G(z, c)
+        clone_G, clone_D = pickle.loads(pickle.dumps((G, D)))
+        assert torch.equal(clone_G(z, c), img)
+        assert torch.equal(clone_D(img, c), D(img, c))
+    assert clone_G.init_kwargs == G.init_kwargs
+
+#----------------------------------------------------------------------------
+
+def test_interface_attributes():
+    G, D = _tiny_pair(c_dim=4, attn_res=[])
+    assert (G.z_dim, G.c_dim, G.img_resolution, G.img_channels) == (16, 4, 32, 3)
+    assert (D.c_dim, D.img_resolution, D.img_channels) == (4, 32, 3)
+    assert G.z_chunk_sizes == [4, 4, 4, 4]
+    G1 = nb.Generator(z_dim=10, c_dim=0, img_resolution=32, img_channels=1, ch=1)
+    assert G1.z_chunk_sizes == [3, 3, 2, 2]
+    assert G1(torch.randn(2, 10), torch.zeros(2, 0)).shape == (2, 1, 32, 32)
+    z = torch.randn(2, 16)
+    c = _labels(2, 4)
+    G.eval()
+    assert torch.equal(G(z, c, update_emas=True), G(z, c))
+
+#----------------------------------------------------------------------------
+
+def test_architecture_tables_match_biggan():
+    arch = nb.generator_arch(128, 64)
+    assert [a[0] for a in arch] == [1024, 1024, 512, 256, 128]
+    assert [a[1] for a in arch] == [1024, 512, 256, 128, 64]
+    assert [a[2] for a in arch] == [8, 16, 32, 64, 128]
+    arch = nb.generator_arch(256, 64)
+    assert [a[1] for a in arch] == [1024, 512, 512, 256, 128, 64]
+    assert [a[1] for a in nb.generator_arch(32, 64)] == [256, 256, 256]
+    assert len(nb.generator_arch(1024, 1)) == 8
+    arch = nb.discriminator_arch(128, 64, 3)
+    assert [a[0] for a in arch] == [3, 64, 128, 256, 512, 1024]
+    assert [a[1] for a in arch] == [64, 128, 256, 512, 1024, 1024]
+    assert [a[3] for a in arch] == [64, 32, 16, 8, 4, 4]
+    arch = nb.discriminator_arch(32, 64, 3)
+    assert [a[2] for a in arch] == [True, True, False, False]
+    assert [a[3] for a in nb.discriminator_arch(1024, 1, 3)][-2:] == [4, 4]
+
+#----------------------------------------------------------------------------
+
+def test_other_resolutions():
+    torch.manual_seed(1)
+    for res in (16, 64):
+        G = nb.Generator(z_dim=12, c_dim=2, img_resolution=res, img_channels=3, ch=1, shared_dim=4)
+        D = nb.Discriminator(c_dim=2, img_resolution=res, img_channels=3, ch=1)
+        img = G(torch.randn(2, 12), _labels(2, 2))
+        assert img.shape == (2, 3, res, res)
+        assert D(img, _labels(2, 2)).shape == (2, 1)
+        assert G.attn_res == ((64,) if res == 64 else ())
+
+#----------------------------------------------------------------------------
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match='power of two'):
+        nb.Generator(z_dim=16, c_dim=0, img_resolution=48, img_channels=3, ch=1)
+    with pytest.raises(ValueError, match='power of two'):
+        nb.Discriminator(c_dim=0, img_resolution=8, img_channels=3, ch=1)
+    with pytest.raises(ValueError, match='attn_res'):
+        nb.Generator(z_dim=16, c_dim=0, img_resolution=32, img_channels=3, ch=1, attn_res=[64])
+    with pytest.raises(ValueError, match='Unknown generator norm'):
+        nb.Generator(z_dim=16, c_dim=0, img_resolution=32, img_channels=3, ch=1, norm='ln')
+    with pytest.raises(ValueError, match='sets the norm style'):
+        nb.Generator(z_dim=16, c_dim=0, img_resolution=32, img_channels=3, ch=1, norm='vbn', norm_style='gn')
+    with pytest.raises(ValueError, match='Unknown weight initialisation'):
+        nb.Discriminator(c_dim=0, img_resolution=32, img_channels=3, ch=1, D_init='kaiming')
+    with pytest.raises(ValueError, match='z_dim >= 4'):
+        nb.Generator(z_dim=3, c_dim=0, img_resolution=32, img_channels=3, ch=1)
+    with pytest.raises(TypeError):
+        nb.Generator(z_dim=16, c_dim=0, img_resolution=32, img_channels=3, ch=1, noise_mode='const')
+    G, D = _tiny_pair(c_dim=2, attn_res=[])
+    with pytest.raises(AssertionError):
+        G(torch.randn(2, 15), _labels(2, 2))
+    with pytest.raises(AssertionError):
+        G(torch.randn(2, 16), _labels(2, 3))
+    with pytest.raises(AssertionError):
+        D(torch.randn(2, 3, 16, 16), _labels(2, 2))
+    with pytest.raises(TypeError):
+        G(torch.randn(2, 16), _labels(2, 2), noise_mode='const')
+    with pytest.raises(ValueError, match='truncation_psi'):
+        G(torch.randn(2, 16), _labels(2, 2), truncation_psi=1.5)
+
+#----------------------------------------------------------------------------
+
+def test_truncation_trick():
+    torch.manual_seed(2)
+    z = torch.randn(64, 32) * 1.5
+    assert nb.truncate_z(z, 1) is z
+    out = nb.truncate_z(z, 0.5)
+    assert out.abs().max() <= 1.0
+    inside = z.abs() <= 2
+    torch.testing.assert_close(out[inside], z[inside] * 0.5)
+    assert (~inside).any()
+    assert torch.equal(nb.truncate_z(z, 0), torch.zeros_like(z))
+
+#----------------------------------------------------------------------------
+
+def test_weight_inits():
+    torch.manual_seed(3)
+    lin = torch.nn.Linear(4, 8)
+    nb.init_weights(lin, 'ortho')
+    torch.testing.assert_close(lin.weight.t() @ lin.weight, torch.eye(4), atol=1e-5, rtol=1e-5)
+    big = torch.nn.Linear(200, 200)
+    nb.init_weights(big, 'N02')
+    assert abs(float(big.weight.detach().std()) - 0.02) < 0.001
+
+#----------------------------------------------------------------------------
+# Self-attention against an explicit float64 formulation with the normalised weights.
+
+def test_self_attention_formula():
+    torch.manual_seed(4)
+    attn = nb.SelfAttention(16).eval()
+    with torch.no_grad():
+        attn.gamma.fill_(0.7)
+    x = torch.randn(2, 16, 4, 6)
+    mats = {name: getattr(attn, name).W_().detach().double().reshape(getattr(attn, name).out_channels, -1) for name in ('theta', 'phi', 'g', 'o')}
+    xd = x.double()
+    proj = lambda name, t: torch.einsum('oc,nchw->nohw', mats[name], t)
+    theta = proj('theta', xd).flatten(2)                                # [2, 2, 24]
+    phi = F.max_pool2d(proj('phi', xd), 2).flatten(2)                   # [2, 2, 6]
+    g = F.max_pool2d(proj('g', xd), 2).flatten(2)                       # [2, 8, 6]
+    expect = torch.empty_like(xd)
+    for n in range(2):
+        scores = theta[n].t() @ phi[n]                                  # [24, 6]
+        beta = torch.exp(scores - scores.max(dim=1, keepdim=True).values)
+        beta = beta / beta.sum(dim=1, keepdim=True)
+        attended = (g[n] @ beta.t()).reshape(8, 4, 6)
+        expect[n] = xd[n] + 0.7 * torch.einsum('oc,chw->ohw', mats['o'], attended)
+    torch.testing.assert_close(attn(x).double(), expect, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        attn.gamma.zero_()
+    assert torch.equal(attn(x), x)
+
+#----------------------------------------------------------------------------
+# Projection discriminator: the label enters as sum(embed(c) * h).
+
+def test_projection_term():
+    torch.manual_seed(5)
+    D = nb.Discriminator(c_dim=3, img_resolution=32, img_channels=3, ch=1).eval()
+    features = []
+    D.linear.register_forward_hook(lambda _module, inputs, _output: features.append(inputs[0]))
+    img = torch.randn(2, 3, 32, 32)
+    c1, c2 = _labels(2, 3), _labels(2, 3).roll(1, dims=1)
+    with torch.no_grad():
+        diff = D(img, c1) - D(img, c2)
+        E = D.embed.W_()
+    expect = ((c1 - c2) @ E * features[0]).sum(dim=1, keepdim=True)
+    torch.testing.assert_close(diff, expect, atol=1e-5, rtol=1e-4)
+
+#----------------------------------------------------------------------------
+# Standing statistics equal the average of the batch statistics seen by each layer.
+
+def test_accumulate_standing_stats():
+    torch.manual_seed(6)
+    G, _D = _tiny_pair(c_dim=3, attn_res=[], res=16, mybn=True)
+    layers = [m for m in G.modules() if isinstance(m, norms.StandingBatchNorm)]
+    inputs = {id(m): [] for m in layers}
+    hooks = [m.register_forward_hook(lambda module, args, _out: inputs[id(module)].append(args[0].detach().double().numpy())) for m in layers]
+    u_before = [b.clone() for name, b in G.named_buffers() if name.endswith('u0')]
+    nb.accumulate_standing_stats(G, num_batches=3, batch_size=4, device='cpu', seed=1)
+    assert not G.training
+    for m in layers:
+        seen = inputs[id(m)]
+        assert len(seen) == 3
+        mean, var = m.eval_stats()
+        np.testing.assert_allclose(mean.numpy(), np.mean([x.mean(axis=(0, 2, 3)) for x in seen], axis=0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(var.numpy(), np.mean([x.var(axis=(0, 2, 3), ddof=1) for x in seen], axis=0), rtol=1e-4, atol=1e-6)
+    u_after = [b for name, b in G.named_buffers() if name.endswith('u0')]
+    assert all(torch.equal(a, b) for a, b in zip(u_before, u_after))
+    for hook in hooks:
+        hook.remove()
+
+    # Eval output is deterministic and survives pickling; a plain-BN G cannot do this.
+    z, c = torch.randn(2, 16), _labels(2, 3)
+    with torch.no_grad():
+        img = G(z, c)
+        assert torch.equal(pickle.loads(pickle.dumps(G))(z, c), img)
+    G_plain, _D = _tiny_pair(c_dim=3, attn_res=[])
+    with pytest.raises(ValueError, match='mybn=True'):
+        nb.accumulate_standing_stats(G_plain, num_batches=1, batch_size=2, device='cpu')
+
+#----------------------------------------------------------------------------
+# Virtual BN generator: the reference batch sets the statistics, each sample's output
+# depends on its own batch only through the 1/(B+1) share.
+
+def test_vbn_generator_uses_reference_batch():
+    torch.manual_seed(7)
+    G, _D = _tiny_pair(c_dim=2, attn_res=[], res=16, norm='vbn', vbn_ref_size=5)
+    G.eval()
+    z, c = torch.randn(3, 16), _labels(3, 2)
+    with torch.no_grad():
+        a = G(z, c)
+        b = G(z, c)
+        assert torch.equal(a, b)
+        vbn_layers = [m for m in G.modules() if isinstance(m, norms.VirtualBatchNorm2d)]
+        assert vbn_layers and all(bool(m.has_reference) for m in vbn_layers)
+        ref_mean = [m.ref_mean.clone() for m in vbn_layers]
+        G.vbn_ref_z.add_(1)   # A different reference batch changes the statistics and the output.
+        assert not torch.equal(G(z, c), a)
+        assert not all(torch.equal(m.ref_mean, r) for m, r in zip(vbn_layers, ref_mean))
+
+#----------------------------------------------------------------------------
+# Unpickling in a fresh process that never imported the defining modules.
+
+@pytest.mark.slow
+def test_pickle_loads_in_fresh_process(tmp_path):
+    torch.manual_seed(8)
+    G, D = _tiny_pair(c_dim=2, attn_res=[8], res=16, mybn=True)
+    G.eval()
+    z, c = torch.randn(2, 16), _labels(2, 2)
+    with torch.no_grad():
+        img = G(z, c)
+        torch.save(dict(z=z, c=c, img=img, logits=D.eval()(img, c)), tmp_path / 'io.pt')
+    with open(tmp_path / 'nets.pkl', 'wb') as f:
+        pickle.dump(dict(G=G, D=D), f)
+    script = (
+        'import pickle, sys, torch\n'
+        'sys.path.insert(0, sys.argv[1])\n'
+        'nets = pickle.load(open(sys.argv[2] + "/nets.pkl", "rb"))\n'
+        'assert "training.networks_biggan" not in sys.modules\n'
+        'io = torch.load(sys.argv[2] + "/io.pt")\n'
+        'with torch.no_grad():\n'
+        '    img = nets["G"](io["z"], io["c"])\n'
+        '    assert torch.equal(img, io["img"])\n'
+        '    assert torch.equal(nets["D"](img, io["c"]), io["logits"])\n'
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, '-c', script, root, str(tmp_path)], check=True, cwd=str(tmp_path))
+
+#----------------------------------------------------------------------------
