@@ -66,6 +66,7 @@ class StyleGAN2Loss(Loss):
         self.pl_no_weight_grad = pl_no_weight_grad
         self.loss_g, self.loss_d_fake, self.loss_d_real = adversarial_losses[adversarial]
         self.pl_mean = torch.zeros([], device=device)
+        self.real_sign_stats = torch.zeros([2], dtype=torch.float64, device=device) # [count, sum] of sign(D(real)) for ADA.
 
     # Generate images; returns (images, ws) with ws None for generators without a mapping network.
     def run_G(self, z, c, update_emas=False):
@@ -156,6 +157,9 @@ class StyleGAN2Loss(Loss):
         real_logits = self.run_D(real_img_tmp, real_c)
         training_stats.report('Loss/scores/real', real_logits)
         training_stats.report('Loss/signs/real', real_logits.sign())
+        with torch.no_grad():
+            self.real_sign_stats += torch.stack([torch.tensor(real_logits.numel(), dtype=torch.float64, device=real_logits.device),
+                real_logits.sign().sum().to(torch.float64)])
         loss = torch.zeros_like(real_logits)
         if loss_fake is not None:
             loss_real = self.loss_d_real(real_logits)

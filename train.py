@@ -1,0 +1,294 @@
+"""Train a GAN: StyleGAN2 (with ADA) or BigGAN, on one or more GPUs, on CPU, or under torchrun.
+
+Examples:
+
+\b
+  # Small class-conditional run on the CPU.
+  python train.py --outdir=training-runs --data=datasets/mnist32.zip --cfg=small --cond=1 --device=cpu --kimg=100
+\b
+  # The ADA paper's setup on 8 GPUs.
+  python train.py --outdir=training-runs --data=datasets/ffhq256.zip --cfg=paper256 --gpus=8 --mirror=1
+\b
+  # Continue an interrupted run exactly, or train longer.
+  python train.py --outdir=training-runs --resume=training-runs/00003-mnist32-cond-small --kimg=200
+"""
+
+import json
+import os
+
+import click
+
+import dnnlib
+from training import augment
+from training import launch
+from training import presets
+
+#----------------------------------------------------------------------------
+# Option types.
+
+class CommaSeparatedList(click.ParamType):
+    name = 'list'
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        if value is None or value.lower() in ('none', ''):
+            return []
+        return [v.strip() for v in value.split(',') if v.strip()]
+
+def _metric_names():
+    from metrics import metric_main
+    return metric_main.list_valid_metrics()
+
+#----------------------------------------------------------------------------
+# Options a continued run (--resume=<run dir>) may change; every other option comes from the run.
+
+CONTINUE_OPTIONS = {'outdir', 'resume', 'kimg', 'tick', 'snap', 'metrics', 'workers', 'dry_run', 'nobench', 'allow_tf32'}
+
+def _explicit_options(ctx):
+    return {name for name in ctx.params if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+
+#----------------------------------------------------------------------------
+
+def _list_classes(ctx, _param, value):
+    if not value or ctx.resilient_parsing:
+        return
+    for name in dnnlib.util.list_named_objects(['training', 'metrics', 'torch_utils', 'dnnlib']):
+        click.echo(name)
+    ctx.exit()
+
+@click.command(context_settings=dict(max_content_width=100, terminal_width=100))
+@click.option('--outdir',       help='Where to make the run directory', metavar='DIR', required=True)
+@click.option('--data',         help='Training data (zip or folder)', metavar='PATH')
+@click.option('--cfg',          help='Base configuration', type=click.Choice(list(presets.configs)), default='auto', show_default=True)
+@click.option('--gpus',         help='Number of processes (GPUs, or CPU processes)', type=click.IntRange(min=1), default=1, show_default=True)
+@click.option('--device',       help='Where to train', type=click.Choice(['auto', 'cuda', 'cpu', 'mps']), default='auto', show_default=True)
+@click.option('--batch',        help='Total batch size [default: from cfg]', type=click.IntRange(min=1))
+@click.option('--batch-gpu',    help='Batch per process per step [default: batch/gpus]', type=click.IntRange(min=1))
+@click.option('--kimg',         help='Training length in thousands of images [default: from cfg]', type=click.FloatRange(min=0))
+@click.option('--tick',         help='Progress line every this many kimg', type=click.FloatRange(min=0, min_open=True), default=4, show_default=True)
+@click.option('--snap',         help='Snapshot every this many ticks', type=click.IntRange(min=1), default=50, show_default=True)
+@click.option('--metrics',      help='Metrics at snapshots, comma-separated or none', type=CommaSeparatedList(), default='none', show_default=True)
+@click.option('--seed',         help='Random seed', type=click.IntRange(min=0), default=0, show_default=True)
+@click.option('--cond',         help='Train a class-conditional model', type=bool, default=False, show_default=True)
+@click.option('--subset',       help='Train on this many images (seeded random subset)', type=click.IntRange(min=1))
+@click.option('--mirror',       help='Add x-flipped copies of the data', type=bool, default=False, show_default=True)
+@click.option('--aug',          help='Augmentation mode', type=click.Choice(['noaug', 'ada', 'fixed']), default='ada', show_default=True)
+@click.option('--p',            help='Augmentation probability for --aug=fixed', type=click.FloatRange(min=0, max=1))
+@click.option('--target',       help='ADA target value for --aug=ada', type=click.FloatRange(min=0, max=1), default=0.6, show_default=True)
+@click.option('--augpipe',      help='Augmentation pipeline (see docs/augment.md)', type=click.Choice(list(augment.augpipe_specs)), default='bgc', show_default=True)
+@click.option('--gamma',        help='R1 weight [default: from cfg]', type=click.FloatRange(min=0))
+@click.option('--cbase',        help='Channel base [default: from cfg]', type=click.IntRange(min=1))
+@click.option('--cmax',         help='Maximum channels [default: from cfg]', type=click.IntRange(min=1))
+@click.option('--map',          help='Mapping network depth [default: from cfg]', type=click.IntRange(min=1))
+@click.option('--glr',          help='G learning rate [default: from cfg]', type=click.FloatRange(min=0))
+@click.option('--dlr',          help='D learning rate [default: from cfg]', type=click.FloatRange(min=0))
+@click.option('--ema',          help='G_ema half-life in kimg [default: from cfg]', type=click.FloatRange(min=0))
+@click.option('--freeze-d', '--freezed', 'freeze_d', help='Freeze the first N layers of D', type=click.IntRange(min=0), default=0, show_default=True)
+@click.option('--fp32',         help='Disable mixed precision', type=bool, default=False, show_default=True)
+@click.option('--nhwc',         help='Use NHWC memory format with fp16', type=bool, default=False, show_default=True)
+@click.option('--nobench',      help='Disable cuDNN benchmarking', type=bool, default=False, show_default=True)
+@click.option('--allow-tf32',   help='Allow TF32 for matmul and convolutions', type=bool, default=False, show_default=True)
+@click.option('--workers',      help='DataLoader worker processes', type=click.IntRange(min=0), default=3, show_default=True)
+@click.option('--resume',       help='Run directory to continue, or network (pkl, safetensors, URL) to start from', metavar='PATH|URL')
+@click.option('--dry-run',      help='Print the resolved options as JSON and exit', is_flag=True)
+@click.option('--list-classes', help='List every class a config can name, and exit', is_flag=True, expose_value=False, is_eager=True, callback=_list_classes)
+@click.pass_context
+def main(ctx, **opts):
+    """Train a GAN (StyleGAN2 with ADA, or BigGAN) on a dataset made by dataset_tool.py.
+
+    See docs/training.md for the configurations and every option.
+    """
+    opts = dnnlib.EasyDict(opts)
+    explicit = _explicit_options(ctx)
+    torchrun = launch.torchrun_env()
+    desc = None
+    try:
+        if torchrun is not None:
+            if 'gpus' in explicit and opts.gpus != torchrun[2]:
+                raise ValueError(f'--gpus={opts.gpus}, but torchrun started {torchrun[2]} processes; leave --gpus out under torchrun.')
+            opts.gpus = torchrun[2]
+        if opts.resume is not None and os.path.isdir(opts.resume):
+            c, run_dir = continue_run(opts, explicit)
+        else:
+            c, desc = resolve_options(opts, explicit)
+            run_dir = launch.find_unfinished_run(opts.outdir, c)
+    except (ValueError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+
+    if opts.dry_run:
+        click.echo(json.dumps(c, indent=2))
+        return
+    if torchrun is None:
+        launch.print_summary(c, run_dir)
+        run_dir = launch.make_run_dir(opts.outdir, desc, c, run_dir)
+        launch.launch_training(c, run_dir)
+        return
+
+    # Under torchrun every process runs this script; rank 0 decides the options and the run directory.
+    rank, local_rank, _world_size = launch.init_torchrun(c.device)
+    if rank == 0:
+        launch.print_summary(c, run_dir)
+        run_dir = launch.make_run_dir(opts.outdir, desc, c, run_dir)
+    c = launch.broadcast_object(c if rank == 0 else None, rank)
+    launch.run_torchrun_rank(c, rank, local_rank)
+
+#----------------------------------------------------------------------------
+# Options of a new run: preset, then the user's overrides, then the dataset's facts.
+
+def resolve_options(opts, explicit):
+    if opts.data is None:
+        raise ValueError('--data is required (a dataset zip or folder; see docs/datasets.md).')
+    from training import dataset as dataset_module
+    data_kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=opts.data,
+        use_labels=bool(opts.cond), max_size=opts.subset, xflip=bool(opts.mirror))
+    try:
+        data = dnnlib.util.construct_class_by_name(**data_kwargs)
+    except dataset_module.DatasetError as e:
+        raise ValueError(f'--data: {e}') from None
+    if opts.cond and not data.has_labels:
+        raise ValueError(f'--cond=1 needs labels, but {opts.data} has no dataset.json labels.')
+    data_kwargs.resolution = data.resolution
+    data_kwargs.max_size = len(data) // (2 if opts.mirror else 1)
+
+    device = launch.resolve_device(opts.device)
+    c = presets.build_config(opts.cfg, data.resolution, opts.gpus)
+    c.training_set_kwargs = data_kwargs
+    c.data_loader_kwargs = dnnlib.EasyDict(pin_memory=(device == 'cuda'), num_workers=opts.workers, prefetch_factor=2)
+    c.num_gpus = opts.gpus
+    c.device = device
+    c.random_seed = opts.seed
+    c.kimg_per_tick = opts.tick
+    c.image_snapshot_ticks = c.network_snapshot_ticks = opts.snap
+    c.metrics = _check_metrics(opts.metrics)
+    _apply_overrides(c, opts, explicit)
+    _apply_augmentation(c, opts)
+    _apply_performance(c, opts, device)
+    _apply_resume_pkl(c, opts)
+    return c, launch.describe(data.name, opts, c)
+
+def _check_metrics(names):
+    valid = _metric_names()
+    bad = [m for m in names if m not in valid]
+    if bad:
+        raise ValueError(f'--metrics: unknown metric {bad[0]!r}; valid: {", ".join(valid)}.')
+    return list(names)
+
+# Explicit overrides of the preset; constraints across options are one-line errors.
+def _apply_overrides(c, opts, explicit):
+    biggan = presets.is_biggan(opts.cfg)
+    if opts.batch is not None:
+        c.batch_size = opts.batch
+        c.batch_gpu = opts.batch // opts.gpus
+    if c.batch_size % opts.gpus != 0:
+        raise ValueError(f'--batch={c.batch_size} must be divisible by --gpus={opts.gpus}.')
+    if opts.batch_gpu is not None:
+        c.batch_gpu = opts.batch_gpu
+    c.batch_gpu = min(c.batch_gpu, c.batch_size // opts.gpus)
+    if c.batch_size % (c.batch_gpu * opts.gpus) != 0:
+        raise ValueError(f'--batch={c.batch_size} must be a multiple of --batch-gpu={c.batch_gpu} times --gpus={opts.gpus}.')
+    if opts.kimg is not None:
+        c.total_kimg = opts.kimg
+    if opts.gamma is not None:
+        c.loss_kwargs.r1_gamma = opts.gamma
+    if opts.glr is not None:
+        c.G_opt_kwargs.lr = opts.glr
+    if opts.dlr is not None:
+        c.D_opt_kwargs.lr = opts.dlr
+    if opts.ema is not None:
+        c.ema_kimg = opts.ema
+    stylegan_only = [name for name in ('cbase', 'cmax', 'map', 'freeze_d') if name in explicit]
+    if biggan and stylegan_only:
+        raise ValueError(f'--{stylegan_only[0].replace("_", "-")} applies to the StyleGAN2 configs, not --cfg={opts.cfg}.')
+    if not biggan:
+        if opts.cbase is not None:
+            c.G_kwargs.synthesis_kwargs.channel_base = c.D_kwargs.channel_base = opts.cbase
+        if opts.cmax is not None:
+            c.G_kwargs.synthesis_kwargs.channel_max = c.D_kwargs.channel_max = opts.cmax
+        if opts.map is not None:
+            c.G_kwargs.mapping_kwargs.num_layers = opts.map
+        if opts.freeze_d:
+            c.D_kwargs.block_kwargs.freeze_layers = opts.freeze_d
+        mbstd = c.D_kwargs.epilogue_kwargs.mbstd_group_size
+        c.D_kwargs.epilogue_kwargs.mbstd_group_size = min(mbstd, c.batch_gpu)
+
+# ADA: adaptive (target), fixed p, or none.
+def _apply_augmentation(c, opts):
+    if opts.p is not None and opts.aug != 'fixed':
+        raise ValueError('--p applies only with --aug=fixed.')
+    if opts.aug == 'fixed' and opts.p is None:
+        raise ValueError('--aug=fixed needs --p.')
+    c.augment_kwargs = None
+    c.augment_p = 0
+    c.ada_target = None
+    if opts.aug != 'noaug':
+        c.augment_kwargs = dnnlib.EasyDict(class_name='training.augment.AugmentPipe', **augment.augpipe_specs[opts.augpipe])
+        if opts.aug == 'ada':
+            c.ada_target = opts.target
+        else:
+            c.augment_p = opts.p
+
+# Precision and memory format; fp16 only where it helps (CUDA).
+def _apply_performance(c, opts, device):
+    fp32 = opts.fp32 or device != 'cuda'
+    if not presets.is_biggan(opts.cfg):
+        for kwargs in (c.G_kwargs.synthesis_kwargs, c.D_kwargs):
+            if fp32:
+                kwargs.num_fp16_res = 0
+                kwargs.conv_clamp = None
+        if opts.nhwc:
+            c.D_kwargs.block_kwargs.fp16_channels_last = True
+            c.G_kwargs.synthesis_kwargs.fp16_channels_last = True
+    c.cudnn_benchmark = not opts.nobench
+    c.allow_tf32 = bool(opts.allow_tf32)
+
+# --resume=<network>: transfer learning from those weights, with ADA reacting faster and no EMA ramp-up.
+def _apply_resume_pkl(c, opts):
+    c.resume_pkl = None
+    c.resume_state = None
+    if opts.resume is None:
+        return
+    if not dnnlib.util.is_url(opts.resume) and not os.path.isfile(opts.resume):
+        raise ValueError(f'--resume: {opts.resume} is neither a run directory, a network file nor a URL.')
+    c.resume_pkl = opts.resume
+    c.ada_kimg = 100
+    c.ema_rampup = None
+
+#----------------------------------------------------------------------------
+# --resume=<run dir>: the run's own options, its latest training state, and the few changeable options.
+
+def continue_run(opts, explicit):
+    run_dir = opts.resume
+    options_path = os.path.join(run_dir, 'training_options.json')
+    if not os.path.isfile(options_path):
+        raise ValueError(f'--resume: {run_dir} has no training_options.json; is it a run directory?')
+    fixed = sorted(explicit - CONTINUE_OPTIONS)
+    if fixed:
+        raise ValueError(f'--{fixed[0].replace("_", "-")} cannot change when continuing {run_dir}; '
+            f'only {", ".join("--" + o.replace("_", "-") for o in sorted(CONTINUE_OPTIONS - {"outdir", "resume", "dry_run"}))} can.')
+    with open(options_path) as f:
+        c = dnnlib.EasyDict(json.load(f))
+    state = launch.latest_training_state(run_dir)
+    if state is None:
+        raise ValueError(f'--resume: {run_dir} has no training-state-*.pt yet; start it again instead.')
+    c.resume_state = state
+    c.resume_pkl = None
+    for name, key in (('kimg', 'total_kimg'), ('tick', 'kimg_per_tick'), ('workers', None), ('metrics', 'metrics')):
+        if name in explicit and key is not None:
+            c[key] = opts[name] if name != 'metrics' else _check_metrics(opts.metrics)
+    if 'snap' in explicit:
+        c.image_snapshot_ticks = c.network_snapshot_ticks = opts.snap
+    if 'workers' in explicit:
+        c.data_loader_kwargs.num_workers = opts.workers
+    if 'nobench' in explicit:
+        c.cudnn_benchmark = not opts.nobench
+    if 'allow_tf32' in explicit:
+        c.allow_tf32 = bool(opts.allow_tf32)
+    return c, run_dir
+
+#----------------------------------------------------------------------------
+
+if __name__ == '__main__':
+    main()
+
+#----------------------------------------------------------------------------

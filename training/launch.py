@@ -1,0 +1,176 @@
+# Starting a training run: devices, run directories, and the processes (one, spawned, or torchrun's).
+
+import glob
+import json
+import os
+import re
+import tempfile
+
+import torch
+
+import dnnlib
+
+#----------------------------------------------------------------------------
+# Device by name; 'auto' = CUDA, else Apple MPS, else CPU.
+
+def resolve_device(name):
+    if name == 'auto':
+        if torch.cuda.is_available():
+            return 'cuda'
+        mps = getattr(torch.backends, 'mps', None)
+        return 'mps' if mps is not None and mps.is_available() else 'cpu'
+    if name == 'cuda' and not torch.cuda.is_available():
+        raise ValueError('--device=cuda, but no CUDA device is visible to PyTorch; use --device=cpu.')
+    if name == 'mps' and not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
+        raise ValueError('--device=mps, but MPS is not available; use --device=cpu.')
+    return name
+
+#----------------------------------------------------------------------------
+# torchrun sets these for every process it starts (any number of nodes).
+
+def torchrun_env():
+    """(rank, local_rank, world_size) when started by torchrun, else None."""
+    env = os.environ
+    if not all(k in env for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')):
+        return None
+    return int(env['RANK']), int(env['LOCAL_RANK']), int(env['WORLD_SIZE'])
+
+#----------------------------------------------------------------------------
+# Run directories: <outdir>/<id:05d>-<desc>.
+
+def describe(dataset_name, opts, c):
+    desc = f'{dataset_name}-{opts.cfg}-gpus{c.num_gpus}-batch{c.batch_size}'
+    if opts.cond:
+        desc += '-cond'
+    if opts.mirror:
+        desc += '-mirror'
+    if c.get('loss_kwargs', {}).get('r1_gamma') is not None:
+        desc += f'-gamma{c.loss_kwargs.r1_gamma:g}'
+    return re.sub(r'[^0-9a-zA-Z-._]', '_', desc)
+
+def _run_dirs(outdir):
+    if not os.path.isdir(outdir):
+        return []
+    return sorted(d for d in os.listdir(outdir) if re.match(r'^\d+-', d) and os.path.isdir(os.path.join(outdir, d)))
+
+def latest_training_state(run_dir):
+    """Path of the newest training-state-NNNNNN.pt in run_dir, or None."""
+    states = sorted(glob.glob(os.path.join(run_dir, 'training-state-[0-9]*.pt')))
+    return states[-1] if states else None
+
+def _comparable(c):
+    # The options that define a run; where it lives and how it was (re)started do not.
+    c = json.loads(json.dumps(c))
+    for key in ('run_dir', 'resume_state'):
+        c.pop(key, None)
+    return c
+
+def find_unfinished_run(outdir, c):
+    """A run in outdir with exactly these options whose latest state has not reached total_kimg; sets c.resume_state."""
+    for name in reversed(_run_dirs(outdir)):
+        run_dir = os.path.join(outdir, name)
+        try:
+            with open(os.path.join(run_dir, 'training_options.json')) as f:
+                old = json.load(f)
+        except (OSError, ValueError):
+            continue
+        state = latest_training_state(run_dir)
+        if state is None or _comparable(old) != _comparable(c):
+            continue
+        kimg = int(re.search(r'training-state-(\d+)\.pt$', state).group(1))
+        if kimg < c.total_kimg:
+            c.resume_state = state
+            return run_dir
+    return None
+
+def _write_json_atomic(path, obj):
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
+    with os.fdopen(fd, 'w') as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+def make_run_dir(outdir, desc, c, run_dir=None):
+    """Create the next numbered run directory (or reuse run_dir) and write training_options.json."""
+    if run_dir is None:
+        ids = [int(re.match(r'^(\d+)', d).group(1)) for d in _run_dirs(outdir)]
+        run_dir = os.path.join(outdir, f'{max(ids, default=-1) + 1:05d}-{desc}')
+        os.makedirs(run_dir)
+    c.run_dir = run_dir
+    _write_json_atomic(os.path.join(run_dir, 'training_options.json'), c)
+    return run_dir
+
+def print_summary(c, run_dir):
+    print()
+    print('Training options:')
+    print(json.dumps(c, indent=2))
+    print()
+    print(f'Output directory:    {run_dir or "(new run directory)"}')
+    print(f'Continue from state: {c.get("resume_state")}')
+    print(f'Number of processes: {c.num_gpus} on {c.device}')
+    print(f'Batch size:          {c.batch_size} images ({c.batch_gpu} per process per step)')
+    print(f'Training duration:   {c.total_kimg} kimg')
+    print(f'Dataset path:        {c.training_set_kwargs.path}')
+    print(f'Dataset resolution:  {c.training_set_kwargs.resolution}')
+    print(f'Dataset labels:      {c.training_set_kwargs.use_labels}')
+    print()
+
+#----------------------------------------------------------------------------
+# Processes: torch.distributed with NCCL on CUDA and gloo elsewhere.
+
+def _backend(device):
+    return 'nccl' if device == 'cuda' else 'gloo'
+
+def _run_rank(rank, local_rank, c):
+    from torch_utils import training_stats
+    from training import training_loop
+    if c.device == 'cuda':
+        torch.cuda.set_device(local_rank)
+    sync_device = torch.device('cuda', local_rank) if c.num_gpus > 1 and c.device == 'cuda' else None
+    training_stats.init_multiprocessing(rank=rank, sync_device=sync_device)
+    logger = dnnlib.util.Logger(os.path.join(c.run_dir, 'log.txt'), file_mode='a') if rank == 0 else None
+    try:
+        training_loop.training_loop(rank=rank, **c)
+    finally:
+        if logger is not None:
+            logger.close()
+
+def _spawned_process(rank, c, init_file):
+    init_method = f'file://{init_file}'
+    torch.distributed.init_process_group(backend=_backend(c.device), init_method=init_method,
+        rank=rank, world_size=c.num_gpus)
+    try:
+        _run_rank(rank, rank, c)
+    finally:
+        torch.distributed.destroy_process_group()
+
+def launch_training(c, run_dir):
+    """Run the training loop in this process, or spawn one process per GPU / CPU worker."""
+    c = dnnlib.EasyDict(c, run_dir=run_dir)
+    if c.num_gpus == 1:
+        _run_rank(0, 0, c)
+        return
+    with tempfile.TemporaryDirectory() as temp_dir:
+        init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
+        torch.multiprocessing.spawn(fn=_spawned_process, args=(c, init_file), nprocs=c.num_gpus)
+
+def init_torchrun(device):
+    """Join torchrun's process group; returns (rank, local_rank, world_size)."""
+    rank, local_rank, world_size = torchrun_env()
+    if device == 'cuda':
+        torch.cuda.set_device(local_rank)
+    torch.distributed.init_process_group(backend=_backend(device), init_method='env://')
+    return rank, local_rank, world_size
+
+def broadcast_object(value, rank):
+    """Rank 0's value (a picklable object), on every rank."""
+    obj = [value if rank == 0 else None]
+    torch.distributed.broadcast_object_list(obj, src=0)
+    return obj[0]
+
+def run_torchrun_rank(c, rank, local_rank):
+    try:
+        _run_rank(rank, local_rank, c)
+    finally:
+        torch.distributed.destroy_process_group()
+
+#----------------------------------------------------------------------------
