@@ -83,6 +83,23 @@ def test_upfirdn2d_matches_naive(f, up, down, padding):
     np.testing.assert_allclose(y.numpy(), expect, rtol=1e-10, atol=1e-10)
 
 #----------------------------------------------------------------------------
+# Both CPU layouts (few channels run in channels_last internally, many do not) and both
+# input memory formats give the naive result in the input's memory format.
+
+@pytest.mark.parametrize('num_channels', [2, 10])
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('f,up,down', [(F1, 2, 1), (F2, [3, 2], [1, 2]), (F2, 1, 2)])
+def test_layouts_match_naive(num_channels, channels_last, f, up, down):
+    x = np.random.default_rng(5).standard_normal((2, num_channels, 4, 5))
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    up2, down2 = upfirdn2d._parse_scaling(up), upfirdn2d._parse_scaling(down)
+    expect = naive_upfirdn2d(x, f, up2, down2, [2, 1, -1, 3])
+    y = upfirdn2d.upfirdn2d(torch.tensor(x).to(memory_format=memory_format), torch.tensor(f), up=up, down=down,
+        padding=[2, 1, -1, 3])
+    assert y.is_contiguous(memory_format=memory_format)
+    np.testing.assert_allclose(y.numpy(), expect, rtol=1e-10, atol=1e-10)
+
+#----------------------------------------------------------------------------
 # flip_filter flips an asymmetric filter; float32 input works with a float64 reference.
 
 @pytest.mark.parametrize('f', [F1, F2], ids=['sep', '2d'])
