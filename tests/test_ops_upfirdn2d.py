@@ -304,3 +304,19 @@ def test_cuda_fallback_warns_once(monkeypatch):
     torch.testing.assert_close(y.cpu(), upfirdn2d.upfirdn2d(x.cpu(), f.cpu(), up=2))
 
 #----------------------------------------------------------------------------
+# The Examples block of docs/ops.md runs and its comments hold.
+
+def test_docs_examples():
+    import os
+    import re
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'docs', 'ops.md')
+    with open(path, encoding='utf-8') as file:
+        code = re.search(r'## Examples\n\n```python\n(.*?)```', file.read(), re.S).group(1)
+    ns = dict()
+    exec(code, ns)  # pylint: disable=exec-used
+    assert ns['up'].shape == (4, 64, 64, 64) and ns['down'].shape == (4, 64, 16, 16) and ns['blur'].shape == (4, 64, 32, 32)
+    torch.testing.assert_close(ns['z'], ns['up'])
+    torch.testing.assert_close(ns['out'], ns['x'] * 0.5 + ns['y'])
+    assert abs(float(ns['f'].sum()) - 1) < 1e-6
+
+#----------------------------------------------------------------------------
