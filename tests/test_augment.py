@@ -459,3 +459,24 @@ def test_errors():
         pipe(torch.zeros([2, 3, 8, 8]), debug_percentile=2)
 
 #----------------------------------------------------------------------------
+# The backward pass is the true derivative: a random directional derivative in float64
+# against central finite differences (fixed random draws).
+
+@pytest.mark.parametrize('channels', [1, 3])
+@pytest.mark.parametrize('name', ['bgcfnc', 'blit', 'geom'])
+def test_directional_derivative_float64(name, channels):
+    pipe = make_pipe(**augpipe_specs[name])
+    def fn(x):
+        torch.manual_seed(19)
+        return pipe(x)
+    gen = torch.Generator().manual_seed(20)
+    x = random_images(2, channels, 16).double().requires_grad_(True)
+    v = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    w = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((fn(x) * w).sum(), x)
+    eps = 1e-6
+    with torch.no_grad():
+        numeric = ((fn(x + eps * v) - fn(x - eps * v)) * w).sum() / (2 * eps)
+    assert abs((grad * v).sum().item() - numeric.item()) < 1e-6 * max(1.0, abs(numeric.item()))
+
+#----------------------------------------------------------------------------
