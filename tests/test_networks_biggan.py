@@ -35,6 +35,9 @@ _TINY_CONFIGS = {
     'cond_nonorm':      dict(res=16, c_dim=3, attn_res=[], norm_style='nonorm'),
 }
 
+#----------------------------------------------------------------------------
+# A generator and a discriminator of one tiny configuration.
+
 def _tiny_pair(c_dim, attn_res, res=32, **G_kwargs):
     G = nb.Generator(z_dim=16, c_dim=c_dim, img_resolution=res, img_channels=3, ch=2, attn_res=attn_res, **G_kwargs)
     D = nb.Discriminator(c_dim=c_dim, img_resolution=res, img_channels=3, ch=2, attn_res=attn_res)
@@ -86,7 +89,15 @@ def test_interface_attributes():
     z = torch.randn(2, 16)
     c = _labels(2, 4)
     G.eval()
+    D.eval()
     assert torch.equal(G(z, c, update_emas=True), G(z, c))
+    assert torch.equal(G(z, c, truncation_psi=0), G(torch.zeros_like(z), c))
+    assert torch.equal(D(G(z, c), c, update_emas=True), D(G(z, c), c))
+
+    # Cross-replica and standing-statistics BatchNorm reach every norm layer.
+    G_sync = nb.Generator(z_dim=16, c_dim=4, img_resolution=16, img_channels=3, ch=1, cross_replica=True)
+    standing = [m for m in G_sync.modules() if isinstance(m, norms.StandingBatchNorm)]
+    assert len(standing) == 5 and all(m.cross_replica for m in standing)
 
 #----------------------------------------------------------------------------
 

@@ -183,6 +183,7 @@ def test_unconditional_bn_wrapper():
 def test_bad_norm_arguments():
     with pytest.raises(ValueError, match='Unknown norm_style'):
         norms.ccbn(4, 2, norm_style='layer')
+    assert norms.ccbn(4, 2, cross_replica=True).norm.bn.cross_replica
     with pytest.raises(ValueError, match="need norm_style 'bn'"):
         norms.bn(4, mybn=True, norm_style='in')
     with pytest.raises(ValueError, match='input_size > 0'):
