@@ -186,9 +186,9 @@ def _upfirdn2d_ref(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
 
     # On the CPU, depthwise convolutions of few channels are several times faster in
     # channels_last; the result is returned in the input's layout.
-    to_contiguous = (x.device.type == 'cpu' and x.shape[1] <= _CPU_CHANNELS_LAST_MAX_C
+    via_channels_last = (x.device.type == 'cpu' and x.shape[1] <= _CPU_CHANNELS_LAST_MAX_C
         and _memory_format(x) == torch.contiguous_format)
-    if to_contiguous:
+    if via_channels_last:
         x = x.to(memory_format=torch.channels_last)
 
     # 2-D filter: one pass; 1-D filter: a pass along x, then one along y.
@@ -198,7 +198,7 @@ def _upfirdn2d_ref(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
         y = _upfirdn_pass(x, f[np.newaxis, :], upx, 1, downx, 1, px0, px1, 0, 0)
         y = _upfirdn_pass(y, f[:, np.newaxis], 1, upy, 1, downy, 0, 0, py0, py1)
     assert y.shape[2:] == (out_h, out_w)
-    return y.contiguous() if to_contiguous else y
+    return y.contiguous() if via_channels_last else y
 
 #----------------------------------------------------------------------------
 # Output length of one axis; a clear error when nothing would be left.
