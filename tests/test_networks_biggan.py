@@ -145,6 +145,10 @@ def test_bad_arguments():
         nb.Generator(z_dim=16, c_dim=0, img_resolution=32, img_channels=3, ch=1, norm='vbn', norm_style='gn')
     with pytest.raises(ValueError, match='Unknown weight initialisation'):
         nb.Discriminator(c_dim=0, img_resolution=32, img_channels=3, ch=1, D_init='kaiming')
+    with pytest.raises(ValueError, match='shared_dim >= 1'):
+        nb.Generator(z_dim=16, c_dim=2, img_resolution=32, img_channels=3, ch=1, shared_dim=0)
+    with pytest.raises(ValueError, match='ch >= 1'):
+        nb.Discriminator(c_dim=0, img_resolution=32, img_channels=3, ch=0)
     with pytest.raises(ValueError, match='z_dim >= 4'):
         nb.Generator(z_dim=3, c_dim=0, img_resolution=32, img_channels=3, ch=1)
     with pytest.raises(TypeError):

@@ -291,6 +291,8 @@ class Generator(torch.nn.Module):
             raise ValueError(f'Unknown generator norm {norm!r}; choose one of {sorted(generator_norms)}')
         if norm == 'vbn' and norm_style not in ('bn', 'vbn'):
             raise ValueError(f"norm='vbn' sets the norm style itself; got norm_style={norm_style!r}")
+        if int(ch) < 1 or (int(c_dim) > 0 and int(shared_dim) < 1):
+            raise ValueError(f'Generator needs ch >= 1 and, with labels, shared_dim >= 1; got ch={ch}, shared_dim={shared_dim}')
         self.z_dim = int(z_dim)
         self.c_dim = int(c_dim)
         self.img_resolution = int(img_resolution)
@@ -386,6 +388,8 @@ class Discriminator(torch.nn.Module):
         D_init          = 'ortho',  # Weight initialisation: 'ortho', 'N02' or 'xavier'.
     ):
         super().__init__()
+        if int(ch) < 1:
+            raise ValueError(f'Discriminator needs ch >= 1, got {ch}')
         self.c_dim = int(c_dim)
         self.img_resolution = int(img_resolution)
         self.img_channels = int(img_channels)
