@@ -92,17 +92,27 @@ def _matrix(rows, ref):
     elems = [x if isinstance(x, torch.Tensor) else torch.full_like(ref, x) for row in rows for x in row]
     return torch.stack(elems, dim=-1).reshape(ref.shape + (len(rows), len(rows[0])))
 
+# 2-D translation.
+
 def _translate2d(tx, ty, ref):
     return _matrix([[1, 0, tx], [0, 1, ty], [0, 0, 1]], ref)
+
+# 2-D scaling.
 
 def _scale2d(sx, sy, ref):
     return _matrix([[sx, 0, 0], [0, sy, 0], [0, 0, 1]], ref)
 
+# 2-D rotation from its cosine and sine.
+
 def _rotate2d(cos, sin, ref):
     return _matrix([[cos, -sin, 0], [sin, cos, 0], [0, 0, 1]], ref)
 
+# Colour offset t added to all three channels.
+
 def _translate3d(t, ref):
     return _matrix([[1, 0, 0, t], [0, 1, 0, t], [0, 0, 1, t], [0, 0, 0, 1]], ref)
+
+# Colour scaling by s (about 0).
 
 def _scale3d(s, ref):
     return _matrix([[s, 0, 0, 0], [0, s, 0, 0], [0, 0, s, 0], [0, 0, 0, 1]], ref)
@@ -111,11 +121,15 @@ def _scale3d(s, ref):
 # 4x4 colour matrices acting on the luma axis v = [1, 1, 1] / sqrt(3): rotation about it
 # by theta (Rodrigues), and the linear map a * v v^T + b * (I - v v^T).
 
+# Hue rotation by theta about v.
+
 def _rotate_luma(theta, ref):
     c, s = torch.cos(theta), torch.sin(theta)
     d, o = c + (1 - c) / 3, (1 - c) / 3          # Diagonal and symmetric off-diagonal parts.
     k = s / math.sqrt(3)                          # Skew part: sin(theta) * [v]x.
     return _matrix([[d, o - k, o + k, 0], [o + k, d, o - k, 0], [o - k, o + k, d, 0], [0, 0, 0, 1]], ref)
+
+# Luma scaled by a, chroma by b.
 
 def _luma_chroma(a, b, ref):
     d, o = (a + 2 * b) / 3, (a - b) / 3
@@ -144,6 +158,7 @@ def _reflect_pad(images, px, py):
 # its q-quantile and every op with a nonzero probability fires (for visualisation).
 
 class _Sampler:
+    # n images on device; debug_percentile None or q in [0, 1].
     def __init__(self, n, device, debug_percentile=None):
         self.n, self.device, self.q = n, device, debug_percentile
 
