@@ -2,7 +2,11 @@
 
 import copy
 import math
+import os
 import pickle
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -14,6 +18,8 @@ from torch_utils.ops import grid_sample_gradfix
 from torch_utils.ops import upfirdn2d
 from training import augment
 from training.augment import AugmentPipe, augpipe_specs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #----------------------------------------------------------------------------
 # Helpers.
@@ -171,6 +177,17 @@ def test_only_images_with_general_ops_are_resampled(monkeypatch):
     exact = ((y == x) | (y == x.flip(3))).flatten(1).all(1)
     assert len(calls) == 1 and 0 < calls[0] < 64
     assert int(exact.sum()) == 64 - calls[0]
+
+def test_non_square_images():
+    x = torch.full([8, 3, 16, 24], 0.25)
+    torch.manual_seed(21)
+    y = make_pipe(xflip=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1, brightness=1)(x)
+    assert y.shape == x.shape
+    assert torch.allclose(y, y.mean(dim=(1, 2, 3), keepdim=True).expand_as(y), atol=1e-5)  # Constant stays constant.
+    z = random_images(16, 1, 12)[:, :, :, :8]                        # [N, 1, 12, 8]
+    torch.manual_seed(22)
+    w = make_pipe(xflip=1)(z)
+    assert bool(((w == z) | (w == z.flip(3))).flatten(1).all(1).all())
 
 #----------------------------------------------------------------------------
 # Distributions of the geometric parameters (from the inverse matrices).
@@ -433,6 +450,25 @@ def test_pickle_round_trip_keeps_p():
         a = pipe(x)
         torch.manual_seed(18)
         assert torch.equal(other(x), a)
+
+@pytest.mark.slow
+def test_pickle_loads_in_fresh_process(tmp_path):
+    pipe = make_pipe(0.25, **augpipe_specs['bgc'])
+    x = smooth_images(2, 3, 16)
+    torch.manual_seed(23)
+    expect = pipe(x)
+    torch.save(dict(x=x, expect=expect), tmp_path / 'data.pt')
+    (tmp_path / 'pipe.pkl').write_bytes(pickle.dumps(pipe))
+    code = textwrap.dedent(f"""
+        import pickle, sys, torch
+        pipe = pickle.loads(open({str(tmp_path / 'pipe.pkl')!r}, 'rb').read())
+        assert 'training.augment' not in sys.modules, 'defining module was imported'
+        data = torch.load({str(tmp_path / 'data.pt')!r})
+        torch.manual_seed(23)
+        assert float(pipe.p) == 0.25 and torch.equal(pipe(data['x']), data['expect'])
+    """)
+    result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 #----------------------------------------------------------------------------
 # Bad input ends in one clear error.

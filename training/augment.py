@@ -188,21 +188,24 @@ class _Sampler:
         return torch.floor(self.uniform(0, k)).clamp(max=k - 1)
 
 #----------------------------------------------------------------------------
-# Exact pixel blit: out(x) = in(G x) for an inverse transform G [N, 3, 3] whose entries
-# are integers in centred pixel coordinates (x-flip, 90-degree rotations, integer
-# translations); outside pixels are reflected. A pure gather, no resampling.
+# Exact pixel blit: out(x) = in(G x) for an inverse transform G [N, 3, 3] whose 2x2 part
+# is a signed permutation and whose translation is integer, in centred pixel coordinates
+# (x-flip, 90-degree rotations, integer translations); outside pixels are reflected.
+# A pure gather, no resampling.
 
 def blit_images(images, G):
     N, C, H, W = images.shape
-    y = torch.arange(H, device=images.device, dtype=torch.float32) * 2 - (H - 1)  # Doubled centred coordinates.
-    x = torch.arange(W, device=images.device, dtype=torch.float32) * 2 - (W - 1)
-    y, x = torch.meshgrid(y, x, indexing='ij')
-    x, y = x.reshape(1, -1), y.reshape(1, -1)
-    sx = G[:, 0, 0:1] * x + G[:, 0, 1:2] * y + G[:, 0, 2:3] * 2   # [NP]
-    sy = G[:, 1, 0:1] * x + G[:, 1, 1:2] * y + G[:, 1, 2:3] * 2
-    sx = _reflect_index(((sx + (W - 1)) / 2).round().long(), W)
-    sy = _reflect_index(((sy + (H - 1)) / 2).round().long(), H)
-    index = (sy * W + sx)[:, None, :].expand(N, C, H * W)
+    x2 = torch.arange(W, device=images.device, dtype=torch.float32) * 2 - (W - 1)  # Doubled centred coordinates.
+    y2 = torch.arange(H, device=images.device, dtype=torch.float32) * 2 - (H - 1)
+
+    # Source index along one axis: each depends on the output x or the output y only.
+    def source(row, size):
+        t = G[:, row, 2:3] * 2 + (size - 1)
+        from_x = _reflect_index(((G[:, row, 0:1] * x2 + t) / 2).round().long(), size)  # [N, W]
+        from_y = _reflect_index(((G[:, row, 1:2] * y2 + t) / 2).round().long(), size)  # [N, H]
+        return torch.where(G[:, row, 0, None, None] != 0, from_x[:, None, :], from_y[:, :, None])  # [N, H, W]
+
+    index = (source(1, H) * W + source(0, W)).reshape(N, 1, H * W).expand(N, C, H * W)
     return images.reshape(N, C, H * W).gather(2, index).reshape(N, C, H, W)
 
 #----------------------------------------------------------------------------
