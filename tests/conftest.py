@@ -1,8 +1,18 @@
-# Shared pytest set-up: run from the repository root so that top-level modules import.
+# Shared pytest set-up: run from the repository root so that top-level modules import, and keep
+# each test process to one thread (pytest-xdist already runs one process per core; more threads
+# only contend, and subprocesses started by tests inherit the setting).
 
 import os
 import sys
 
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+os.environ.setdefault('MKL_NUM_THREADS', '1')
+
+import torch # noqa: E402 (after the thread settings)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+if os.environ.get('PYTEST_XDIST_WORKER') or os.environ.get('OMP_NUM_THREADS') == '1':
+    torch.set_num_threads(1)
