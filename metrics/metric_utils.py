@@ -358,7 +358,8 @@ def compute_feature_stats_for_dataset(opts, detector_url, detector_kwargs, rel_l
         data_loader_kwargs=None, max_items=None, **stats_kwargs):
     dataset = construct_dataset(opts)
     if data_loader_kwargs is None:
-        data_loader_kwargs = dict(pin_memory=(opts.device.type == 'cuda'), num_workers=0)
+        use_cuda = (opts.device.type == 'cuda')
+        data_loader_kwargs = dict(pin_memory=use_cuda, num_workers=(3 if use_cuda else 0)) # CPU: decoding workers would compete with the detector.
 
     # Look in the cache (rank 0 decides for everyone).
     cache_file = None
@@ -392,12 +393,30 @@ def compute_feature_stats_for_dataset(opts, detector_url, detector_kwargs, rel_l
     return stats
 
 #----------------------------------------------------------------------------
+# Random streams of one rank: a CPU torch.Generator and a numpy RandomState, seeded from the
+# global torch RNG and the rank, so processes that share a global seed still draw different latents.
+
+class RankRandom:
+    def __init__(self, opts):
+        seed = int(torch.randint(0, 2**31 - 1, [1]).item()) * opts.num_gpus + opts.rank
+        self.torch = torch.Generator().manual_seed(seed)
+        self.numpy = np.random.RandomState(seed % 2**32)
+        self.device = opts.device
+
+    # torch.randn / torch.rand of the given shape on the device.
+    def randn(self, shape):
+        return torch.randn(shape, generator=self.torch).to(self.device)
+
+    def rand(self, shape):
+        return torch.rand(shape, generator=self.torch).to(self.device)
+
+#----------------------------------------------------------------------------
 # Random conditioning labels drawn from the dataset, [batch, c_dim] float32.
 
-def sample_labels(dataset, batch_size, c_dim, device):
+def sample_labels(dataset, batch_size, c_dim, device, rnd=np.random):
     if c_dim == 0:
         return torch.zeros([batch_size, 0], device=device)
-    indices = np.random.randint(len(dataset), size=batch_size)
+    indices = rnd.randint(len(dataset), size=batch_size)
     get_label = getattr(dataset, 'get_label', None)
     labels = [get_label(i) if get_label is not None else dataset[i][1] for i in indices]
     return torch.from_numpy(np.stack(labels).astype(np.float32)).to(device)
@@ -429,12 +448,13 @@ def compute_feature_stats_for_generator(opts, detector_url, detector_kwargs, rel
     batch_size = min(batch_size, -(-per_rank // batch_gen) * batch_gen)
     progress = opts.progress.sub(tag='generator features', num_items=stats.max_items, rel_lo=rel_lo, rel_hi=rel_hi)
     detector = get_feature_detector(detector_url, device=opts.device, num_gpus=opts.num_gpus, rank=opts.rank, verbose=progress.verbose)
+    rnd = RankRandom(opts)
     with torch.no_grad():
         while not stats.is_full():
             images = []
             for _ in range(batch_size // batch_gen):
-                z = torch.randn([batch_gen, G.z_dim], device=opts.device)
-                c = sample_labels(dataset, batch_gen, G.c_dim, opts.device)
+                z = rnd.randn([batch_gen, G.z_dim])
+                c = sample_labels(dataset, batch_gen, G.c_dim, opts.device, rnd.numpy)
                 images.append(generate_images(G, z, c, opts.G_kwargs))
             features = run_detector(detector, torch.cat(images), **detector_kwargs)
             stats.append_torch(features, num_gpus=opts.num_gpus, rank=opts.rank)

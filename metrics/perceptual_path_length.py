@@ -62,10 +62,10 @@ class PPLSampler(torch.nn.Module):
         self.vgg16 = vgg16
 
     # Latents at t and t + epsilon as ws [2B, num_ws, w_dim] (the t ones first).
-    def interpolated_ws(self, c):
+    def interpolated_ws(self, c, rnd):
         G, B = self.G, c.shape[0]
-        t = torch.rand([B], device=c.device) * (self.sampling == 'full')
-        z0, z1 = torch.randn([B * 2, G.z_dim], device=c.device).chunk(2)
+        t = rnd.rand([B]) * (self.sampling == 'full')
+        z0, z1 = rnd.randn([B * 2, G.z_dim]).chunk(2)
         if self.space == 'w':
             w0, w1 = G.mapping(z=torch.cat([z0, z1]), c=torch.cat([c, c])).chunk(2)
             wt0 = w0.lerp(w1, t[:, None, None])
@@ -75,14 +75,15 @@ class PPLSampler(torch.nn.Module):
         zt1 = slerp(z0, z1, t[:, None] + self.epsilon)
         return G.mapping(z=torch.cat([zt0, zt1]), c=torch.cat([c, c]))
 
-    def forward(self, c):
+    # Scaled LPIPS distances [B] for labels c [B, c_dim]; rnd: metric_utils.RankRandom.
+    def forward(self, c, rnd):
         G = self.G
-        ws = self.interpolated_ws(c)
+        ws = self.interpolated_ws(c, rnd)
 
         # Both images of a pair share one random draw of the per-pixel noise.
         for name, buf in G.named_buffers():
             if name.endswith('.noise_const'):
-                buf.copy_(torch.randn_like(buf))
+                buf.copy_(rnd.randn(buf.shape))
         img = G.synthesis(ws=ws, noise_mode='const', force_fp32=True, **self.G_kwargs)
 
         # Crop, downsample to at most 256 by area averaging, scale to [0, 255].
@@ -116,12 +117,13 @@ def compute_ppl(opts, num_samples, epsilon, space, sampling, crop, batch_size):
 
     # Sample distances; every rank does batch_size pairs per step.
     dist = []
+    rnd = metric_utils.RankRandom(opts)
     progress = opts.progress.sub(tag='ppl sampling', num_items=num_samples)
     with torch.no_grad():
         for batch_start in range(0, num_samples, batch_size * opts.num_gpus):
             progress.update(batch_start)
-            c = metric_utils.sample_labels(dataset, batch_size, G.c_dim, opts.device)
-            x = sampler(c)
+            c = metric_utils.sample_labels(dataset, batch_size, G.c_dim, opts.device, rnd.numpy)
+            x = sampler(c, rnd)
             for src in range(opts.num_gpus):
                 y = x.clone()
                 if opts.num_gpus > 1:

@@ -346,3 +346,13 @@ def test_report_metric_appends_jsonl(tmp_path, capsys):
     assert entry['results'] == {'fid50k_full': 1.5} and entry['snapshot_pkl'] == 'network-snapshot-000000.pkl'
     assert set(entry) == {'results', 'metric', 'total_time', 'total_time_str', 'num_gpus', 'snapshot_pkl', 'timestamp'}
     assert 'fid50k_full' in capsys.readouterr().out
+
+def test_ranks_draw_different_latents():
+    draws = []
+    for rank in range(2):
+        torch.manual_seed(123) # Every process starts from the same global seed.
+        rnd = metric_utils.RankRandom(metric_utils.MetricOptions(num_gpus=2, rank=rank))
+        draws.append(rnd.randn([3, 4]))
+    assert not torch.equal(draws[0], draws[1])
+    torch.manual_seed(123)
+    torch.testing.assert_close(metric_utils.RankRandom(metric_utils.MetricOptions(num_gpus=2, rank=0)).randn([3, 4]), draws[0])
