@@ -194,6 +194,13 @@ class _Sampler:
 # A pure gather, no resampling.
 
 def blit_images(images, G):
+    """Args:
+        images: [N, C, H, W] tensor.
+        G:      [N, 3, 3] inverse transforms (output -> input pixel, centred coordinates).
+
+    Returns:
+        [N, C, H, W] tensor of pixels copied from `images`.
+    """
     N, C, H, W = images.shape
     x2 = torch.arange(W, device=images.device, dtype=torch.float32) * 2 - (W - 1)  # Doubled centred coordinates.
     y2 = torch.arange(H, device=images.device, dtype=torch.float32) * 2 - (H - 1)
@@ -214,6 +221,14 @@ def blit_images(images, G):
 # lowpass f, bilinear grid_sample in the upsampled space, filter and downsample 2x.
 
 def resample_images(images, G, f):
+    """Args:
+        images: [N, C, H, W] float tensor.
+        G:      [N, 3, 3] float32 inverse transforms (output -> input pixel, centred coordinates).
+        f:      1-D even-length lowpass taps for the 2x up- and down-sampling (float32 tensor).
+
+    Returns:
+        [N, C, H, W] tensor, differentiable w.r.t. images (and G).
+    """
     N, C, H, W = images.shape
     L = f.shape[0]
     m = L // 2 - 1                                  # Extra fine samples per side for the downsampling filter.
@@ -244,6 +259,13 @@ def resample_images(images, G, f):
 # image's deviation from its per-channel mean (the mean is kept), with reflect padding.
 
 def filter_images(images, taps):
+    """Args:
+        images: [N, C, H, W] float tensor.
+        taps:   [N, K] symmetric taps per image, K odd (any K: the padding reflects repeatedly).
+
+    Returns:
+        [N, C, H, W] tensor: mean + taps (along x then y) applied to (images - mean).
+    """
     N, C, H, W = images.shape
     K = taps.shape[1]
     mean = images.mean(dim=(2, 3), keepdim=True)
@@ -259,6 +281,15 @@ def filter_images(images, taps):
 # so p can go from 0 to 1 in ada_kimg thousand images.
 
 def ada_p_delta(rt, target=0.6, num_images=1, ada_kimg=500):
+    """Args:
+        rt:         Mean of sign(D(real)) over the interval, in [-1, 1].
+        target:     Target value of rt (train.py --target).
+        num_images: Real images seen since the previous adjustment.
+        ada_kimg:   Thousands of images over which p can move by 1.
+
+    Returns:
+        float step for AugmentPipe.adjust_p().
+    """
     return float(np.sign(rt - target)) * num_images / (ada_kimg * 1000)
 
 #----------------------------------------------------------------------------
