@@ -34,9 +34,8 @@ def conv2d_resample(x, w, f=None, up=1, down=1, padding=0, groups=1, flip_weight
         flip_filter: Passed to `upfirdn2d` (True = correlate with the filter taps).
 
     Returns:
-        Tensor [N, C_out, H_out, W_out]; with kw = kh = k, fw = fh = t and padding p,
-        H_out = (H * up + 2 * p - k + 1 - (t - 1 if down > 1 else 0)) // down, roughly
-        H * up / down for the usual p = k // 2.
+        Tensor [N, C_out, H_out, W_out]. With an odd k x k kernel, padding = k // 2 and
+        H, W divisible by `down`: H_out = H * up // down, W_out = W * up // down.
     """
     _check_args(x, w, up, down, groups)
     px0, px1, py0, py1 = _adjusted_padding(f, up, down, padding)
