@@ -21,14 +21,23 @@ from . import perceptual_path_length
 
 _metric_dict = dict()
 
+#----------------------------------------------------------------------------
+# Decorator: register fn under its own name.
+
 def register_metric(fn):
     if not callable(fn):
         raise TypeError(f'register_metric expects a function: got {fn!r}')
     _metric_dict[fn.__name__] = fn
     return fn
 
+#----------------------------------------------------------------------------
+# Whether a name is registered.
+
 def is_valid_metric(metric):
     return metric in _metric_dict
+
+#----------------------------------------------------------------------------
+# Registered names, in registration order.
 
 def list_valid_metrics():
     return list(_metric_dict.keys())

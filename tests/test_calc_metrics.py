@@ -13,6 +13,7 @@ import torch
 import dnnlib
 import legacy
 import calc_metrics
+from metrics import metric_utils
 from training import networks
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -71,6 +72,17 @@ def test_two_cpu_processes(run):
     assert result.exit_code == 0, result.output
     entry = json.loads((run.run_dir / 'metric-fid50k_full.jsonl').read_text().splitlines()[-1])
     assert entry['num_gpus'] == 2 and np.isfinite(entry['results']['fid50k_full'])
+
+    # The two processes' dataset statistics (left in the cache) cover items 0..7 exactly once.
+    cache_files = os.listdir(dnnlib.make_cache_dir_path('gan-metrics'))
+    assert len(cache_files) == 1
+    shared = metric_utils.FeatureStats.load(dnnlib.make_cache_dir_path('gan-metrics', cache_files[0]))
+    opts = metric_utils.MetricOptions(dataset_kwargs=dict(json.loads((run.run_dir / 'training_options.json').read_text())['training_set_kwargs']), cache=False)
+    single = metric_utils.compute_feature_stats_for_dataset(opts, metric_utils.INCEPTION_URL, dict(return_features=True),
+        capture_mean_cov=True, max_items=8)
+    assert shared.num_items == single.num_items == 8
+    for a, b in zip(shared.get_mean_cov(), single.get_mean_cov()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
 
 #----------------------------------------------------------------------------
 
