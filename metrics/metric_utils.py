@@ -33,7 +33,7 @@ class MetricOptions:
         dataset_kwargs  = {},       # Dataset constructor dict (class_name, path, ...).
         num_gpus        = 1,        # Number of cooperating processes.
         rank            = 0,        # Rank of this process, 0 <= rank < num_gpus.
-        device          = None,     # torch.device; None = cuda when num_gpus > 1 and available, else cpu.
+        device          = None,     # torch.device (or its name); None = cpu.
         progress        = None,     # ProgressMonitor; None = silent.
         cache           = True,     # Read and write dataset statistics in the on-disk cache.
         max_items       = None,     # Cap on every item count (real, generated, PPL samples); None = the metric's own. For tests and quick looks only.
@@ -109,7 +109,11 @@ def get_feature_detector(url, device=torch.device('cpu'), num_gpus=1, rank=0, ve
         with warnings.catch_warnings():
             # The published detectors are TorchScript files; torch.jit.load is the only way to read them.
             warnings.filterwarnings('ignore', message='.*torch.jit.load.*deprecated', category=DeprecationWarning)
-            detector = torch.jit.load(path, map_location='cpu').eval().to(device)
+            try:
+                detector = torch.jit.load(path, map_location='cpu').eval().to(device)
+            except (RuntimeError, ValueError) as err:
+                reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise ValueError(f'{path} is not a TorchScript feature detector ({reason}); replace it with the published file') from None
         for param in detector.parameters():
             param.requires_grad = False # Shared by every caller: gradients only ever flow to the inputs.
     finally:

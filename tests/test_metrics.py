@@ -311,6 +311,14 @@ def test_offline_error_names_file_and_folder(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match='inception-2015-12-05.pt'):
         metric_utils.get_feature_detector(str(tmp_path / 'inception-2015-12-05.pt'))
 
+def test_corrupt_detector_file_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv('DNNLIB_DETECTOR_DIR', str(tmp_path))
+    (tmp_path / 'vgg16.pt').write_bytes(b'not a torchscript archive')
+    metric_utils.clear_feature_detector_cache()
+    with pytest.raises(ValueError, match='vgg16.pt is not a TorchScript feature detector') as info:
+        metric_utils.get_feature_detector(metric_utils.VGG16_URL)
+    assert '\n' not in str(info.value)
+
 def test_detector_from_download_cache(tmp_path, monkeypatch):
     monkeypatch.setenv('DNNLIB_DETECTOR_DIR', str(tmp_path / 'nothing'))
     monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path / 'cache'))
