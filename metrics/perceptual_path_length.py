@@ -8,6 +8,8 @@ import copy
 import numpy as np
 import torch
 
+from torch_utils import misc
+
 from . import metric_utils
 
 #----------------------------------------------------------------------------
@@ -78,6 +80,7 @@ class PPLSampler(torch.nn.Module):
     # Scaled LPIPS distances [B] for labels c [B, c_dim]; rnd: metric_utils.RankRandom.
     def forward(self, c, rnd):
         G = self.G
+        misc.assert_shape(c, [None, G.c_dim])
         ws = self.interpolated_ws(c, rnd)
 
         # Both images of a pair share one random draw of the per-pixel noise.

@@ -129,10 +129,13 @@ def env(tmp_path, monkeypatch):
     metric_utils.clear_feature_detector_cache()
 
 # Features of uint8 images [N, C, H, W] from a stand-in detector, called directly.
-def detector_features(det_dir, name, images, **kwargs):
+def load_detector(det_dir, name):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', DeprecationWarning) # torch.jit.load is deprecated; the files are TorchScript.
-        det = torch.jit.load(os.path.join(det_dir, name))
+        return torch.jit.load(os.path.join(det_dir, name))
+
+def detector_features(det_dir, name, images, **kwargs):
+    det = load_detector(det_dir, name)
     if images.shape[1] == 1:
         images = images.repeat([1, 3, 1, 1])
     return det(images, **kwargs).detach().numpy().astype(np.float64)
@@ -266,6 +269,37 @@ def test_fid_end_to_end_vs_direct_features(env):
     fake = detector_features(env.det_dir, 'inception-2015-12-05.pt', fake_images, return_features=True)
     assert len(real) == 24
     assert fid == pytest.approx(fid_reference(fake, real), rel=1e-4, abs=1e-6)
+
+def test_ppl_wend_vs_direct_formula(env, monkeypatch):
+    calls = dnnlib.EasyDict(mapping=[], synthesis=[])
+    mapping_forward, synthesis_forward = TinyMapping.forward, TinySynthesis.forward
+    def log_mapping(self, z, c, **kwargs):
+        calls.mapping.append(mapping_forward(self, z, c, **kwargs))
+        return calls.mapping[-1]
+    def log_synthesis(self, ws, noise_mode='random', force_fp32=False):
+        calls.synthesis.append((ws.clone(), self.b16.noise_const.clone(), noise_mode))
+        return synthesis_forward(self, ws, noise_mode=noise_mode, force_fp32=force_fp32)
+    monkeypatch.setattr(TinyMapping, 'forward', log_mapping)
+    monkeypatch.setattr(TinySynthesis, 'forward', log_synthesis)
+    G = TinyG()
+    opts = metric_utils.MetricOptions(G=G, cache=False)
+    eps = 1e-2
+    ppl = perceptual_path_length.compute_ppl(opts, num_samples=6, epsilon=eps, space='w', sampling='end', crop=True, batch_size=2)
+
+    # Rebuild every distance from the logged latents and noise with the original G.
+    vgg16 = load_detector(env.det_dir, 'vgg16.pt')
+    dists = []
+    for w01, (ws, noise, noise_mode) in zip(calls.mapping, calls.synthesis):
+        w0, w1 = w01.chunk(2)
+        assert noise_mode == 'const'
+        torch.testing.assert_close(ws, torch.cat([w0, w0 + eps * (w1 - w0)]))
+        G.synthesis.b16.noise_const.copy_(noise)
+        with torch.no_grad():
+            img = (synthesis_forward(G.synthesis, ws, noise_mode='const')[:, :, 6:14, 4:12] + 1) * 127.5 # Face crop of 16x16.
+            f = vgg16(img, resize_images=False, return_lpips=True).to(torch.float64)
+        dists += ((f[:2] - f[2:]) ** 2).sum(1).div(eps ** 2).tolist()
+    assert len(dists) == 6 and len({round(n.sum().item(), 6) for _, n, _ in calls.synthesis}) == 3 # Fresh noise per batch.
+    assert ppl == pytest.approx(np.mean(dists), rel=1e-4) # With 6 samples the percentiles keep them all.
 
 def test_dataset_stats_cache_hit_and_miss(env, monkeypatch):
     calls = []
