@@ -80,6 +80,7 @@ def _list_classes(ctx, _param, value):
 @click.option('--gamma',        help='R1 weight [default: from cfg]', type=click.FloatRange(min=0))
 @click.option('--cbase',        help='Channel base [default: from cfg]', type=click.IntRange(min=1))
 @click.option('--cmax',         help='Maximum channels [default: from cfg]', type=click.IntRange(min=1))
+@click.option('--ch',           help='BigGAN channel multiplier (G_ch = D_ch) [default: from cfg]', type=click.IntRange(min=1))
 @click.option('--map',          help='Mapping network depth [default: from cfg]', type=click.IntRange(min=1))
 @click.option('--glr',          help='G learning rate [default: from cfg]', type=click.FloatRange(min=0))
 @click.option('--dlr',          help='D learning rate [default: from cfg]', type=click.FloatRange(min=0))
@@ -197,9 +198,14 @@ def _apply_overrides(c, opts, explicit):
         c.D_opt_kwargs.lr = opts.dlr
     if opts.ema is not None:
         c.ema_kimg = opts.ema
-    stylegan_only = [name for name in ('cbase', 'cmax', 'map', 'freeze_d') if name in explicit]
+    stylegan_only = [name for name in ('cbase', 'cmax', 'map', 'freeze_d', 'nhwc') if name in explicit]
     if biggan and stylegan_only:
-        raise ValueError(f'--{stylegan_only[0].replace("_", "-")} applies to the StyleGAN2 configs, not --cfg={opts.cfg}.')
+        raise ValueError(f'--{stylegan_only[0].replace("_", "-")} applies to the StyleGAN2 configs, not --cfg={opts.cfg}; '
+            'BigGAN widths are set with --ch.')
+    if not biggan and 'ch' in explicit:
+        raise ValueError(f'--ch applies to the BigGAN configs, not --cfg={opts.cfg}; use --cbase and --cmax.')
+    if biggan and opts.ch is not None:
+        c.G_kwargs.ch = c.D_kwargs.ch = opts.ch
     if not biggan:
         if opts.cbase is not None:
             c.G_kwargs.synthesis_kwargs.channel_base = c.D_kwargs.channel_base = opts.cbase
@@ -267,7 +273,7 @@ def continue_run(opts, explicit):
         raise ValueError(f'--{fixed[0].replace("_", "-")} cannot change when continuing {run_dir}; '
             f'only {", ".join("--" + o.replace("_", "-") for o in sorted(CONTINUE_OPTIONS - {"outdir", "resume", "dry_run"}))} can.')
     with open(options_path) as f:
-        c = dnnlib.EasyDict(json.load(f))
+        c = json.load(f, object_hook=dnnlib.EasyDict)
     state = launch.latest_training_state(run_dir)
     if state is None:
         raise ValueError(f'--resume: {run_dir} has no training-state-*.pt yet; start it again instead.')

@@ -3,7 +3,9 @@
 import glob
 import json
 import os
+import pickle
 import re
+import sys
 import tempfile
 
 import torch
@@ -77,11 +79,23 @@ def find_unfinished_run(outdir, c):
         state = latest_training_state(run_dir)
         if state is None or _comparable(old) != _comparable(c):
             continue
-        kimg = int(re.search(r'training-state-(\d+)\.pt$', state).group(1))
-        if kimg < c.total_kimg:
+        if _state_nimg(state) < c.total_kimg * 1000:
             c.resume_state = state
             return run_dir
     return None
+
+def _state_nimg(path):
+    # cur_nimg of a training-state file; memory-mapped, so the weights are not read. Unreadable = 0.
+    try:
+        return int(torch.load(path, map_location='cpu', weights_only=True, mmap=True)['cur_nimg'])
+    except (OSError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError):
+        return 0
+
+def remove_partial_files(run_dir):
+    """Delete the temporary files of writes that a killed run left unfinished (never a complete file)."""
+    for path in glob.glob(os.path.join(run_dir, '.*.tmp')) + glob.glob(os.path.join(run_dir, '*.tmp')) + \
+            glob.glob(os.path.join(run_dir, '*.tmp.png')):
+        os.remove(path)
 
 def _write_json_atomic(path, obj):
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
@@ -95,6 +109,8 @@ def make_run_dir(outdir, desc, c, run_dir=None):
         ids = [int(re.match(r'^(\d+)', d).group(1)) for d in _run_dirs(outdir)]
         run_dir = os.path.join(outdir, f'{max(ids, default=-1) + 1:05d}-{desc}')
         os.makedirs(run_dir)
+    else:
+        remove_partial_files(run_dir)
     c.run_dir = run_dir
     _write_json_atomic(os.path.join(run_dir, 'training_options.json'), c)
     return run_dir
@@ -117,6 +133,9 @@ def print_summary(c, run_dir):
 #----------------------------------------------------------------------------
 # Processes: torch.distributed with NCCL on CUDA and gloo elsewhere.
 
+# Exit status of a run stopped by a NaN or Inf loss (the message is printed by rank 0).
+DIVERGED_EXIT_CODE = 3
+
 def _backend(device):
     return 'nccl' if device == 'cuda' else 'gloo'
 
@@ -130,6 +149,10 @@ def _run_rank(rank, local_rank, c):
     logger = dnnlib.util.Logger(os.path.join(c.run_dir, 'log.txt'), file_mode='a') if rank == 0 else None
     try:
         training_loop.training_loop(rank=rank, **c)
+    except training_loop.TrainingDivergedError as e:
+        if rank == 0:
+            print(f'Error: {e}', file=sys.stderr) # Into log.txt too.
+        raise SystemExit(DIVERGED_EXIT_CODE) from None
     finally:
         if logger is not None:
             logger.close()
@@ -151,7 +174,12 @@ def launch_training(c, run_dir):
         return
     with tempfile.TemporaryDirectory() as temp_dir:
         init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
-        torch.multiprocessing.spawn(fn=_spawned_process, args=(c, init_file), nprocs=c.num_gpus)
+        try:
+            torch.multiprocessing.spawn(fn=_spawned_process, args=(c, init_file), nprocs=c.num_gpus)
+        except torch.multiprocessing.ProcessExitedException as e:
+            if e.exit_code == DIVERGED_EXIT_CODE:
+                raise SystemExit(DIVERGED_EXIT_CODE) from None
+            raise
 
 def init_torchrun(device):
     """Join torchrun's process group; returns (rank, local_rank, world_size)."""

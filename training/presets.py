@@ -87,7 +87,7 @@ def biggan_config(cfg, resolution, gpus):
     spec = biggan_specs[cfg]
     c = dnnlib.EasyDict()
     c.G_kwargs = dnnlib.EasyDict(class_name='training.networks_biggan.Generator', z_dim=120 if cfg == 'biggan' else 128,
-        ch=spec['ch'], attn_res=list(spec['attn_res']))
+        ch=spec['ch'], attn_res=list(spec['attn_res']), mybn=True)
     c.D_kwargs = dnnlib.EasyDict(class_name='training.networks_biggan.Discriminator', ch=spec['ch'],
         attn_res=list(spec['attn_res']))
     c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=1e-4, betas=[0, 0.999], eps=1e-6)

@@ -26,13 +26,15 @@ class TrainingDivergedError(RuntimeError):
     pass
 
 #----------------------------------------------------------------------------
-# Snapshot image grid: about 32x18 images (fewer for small data); rows of one class when labelled.
+# Snapshot image grid: a 7680x4320-pixel screen of images, at most 32x32 of them, with no more rows
+# than a small dataset fills; with labels, one class per row.
 
 def setup_snapshot_image_grid(training_set, random_seed=0, max_w=32, max_h=32):
     rnd = np.random.RandomState(random_seed)
     gw = int(np.clip(7680 // training_set.image_shape[2], 4, max_w))
     gh = int(np.clip(4320 // training_set.image_shape[1], 2, max_h))
     if not training_set.has_labels:
+        gh = min(gh, max(2, -(-len(training_set) // gw)))
         indices = rnd.permutation(len(training_set))
         indices = [indices[i % len(indices)] for i in range(gw * gh)]
     else:
@@ -113,6 +115,19 @@ def _make_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interva
         phases.append(dnnlib.EasyDict(name=name + 'main', module=module, opt=opt, interval=every))
         phases.append(dnnlib.EasyDict(name=name + 'reg', module=module, opt=opt, interval=reg_interval * every))
     return phases
+
+# Layer tables of G and D, from a pass in eval mode on zeros: no running statistic (w_avg, BatchNorm,
+# spectral-norm vectors) and no RNG stream moves, so printing them does not change the run.
+def _print_summaries(G, D, batch_gpu, device):
+    z = torch.zeros([batch_gpu, G.z_dim], device=device)
+    c = torch.zeros([batch_gpu, G.c_dim], device=device)
+    G.eval()
+    D.eval()
+    with training_state.preserved_rng(device), torch.no_grad():
+        img = misc.print_module_summary(G, [z, c])
+        misc.print_module_summary(D, [img, c])
+    G.train()
+    D.train()
 
 def _status_line(fields):
     return ' '.join(f'{name} {value}' for name, value in fields)
@@ -199,11 +214,7 @@ def training_loop(
     loss = dnnlib.util.construct_class_by_name(device=device, G=G, D=D, augment_pipe=augment_pipe, **loss_kwargs)
     phases = _make_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, D_steps_per_G)
     if rank == 0:
-        z = torch.empty([batch_gpu, G.z_dim], device=device)
-        c = torch.empty([batch_gpu, G.c_dim], device=device)
-        with training_state.preserved_rng(device), torch.no_grad():
-            img = misc.print_module_summary(G, [z, c])
-            misc.print_module_summary(D, [img, c])
+        _print_summaries(G, D, batch_gpu, device)
 
     # Counters, possibly from the training state.
     cur_nimg, cur_tick, batch_idx = 0, 0, 0
@@ -221,7 +232,7 @@ def training_loop(
         cur_nimg, cur_tick, batch_idx = int(state['cur_nimg']), int(state['cur_tick']), int(state['batch_idx'])
         training_state.restore_rng_state(state['rng'][rank], device)
         del state
-    sampler.set_position(batch_idx * batch_per_rank)
+    sampler.set_position(batch_idx * batch_size) # Global position: items consumed by all ranks.
     loader_kwargs = dict(data_loader_kwargs)
     if loader_kwargs.get('num_workers', 0) == 0:
         loader_kwargs.pop('prefetch_factor', None) # Only meaningful with worker processes.
@@ -238,7 +249,8 @@ def training_loop(
         grid_z = torch.randn([labels.shape[0], G.z_dim], generator=torch.Generator().manual_seed(random_seed)).to(device)
         grid_c = torch.from_numpy(labels).to(device)
         if resume_state is None:
-            _save_fakes(G_ema, grid_z, grid_c, batch_gpu, os.path.join(run_dir, 'fakes_init.png'), grid_size, device)
+            with training_state.preserved_rng(device):
+                _save_fakes(G_ema, grid_z, grid_c, batch_gpu, os.path.join(run_dir, 'fakes_init.png'), grid_size, device)
 
     # Train.
     log(f'Training for {total_kimg} kimg...')
@@ -311,13 +323,13 @@ def training_loop(
             log('\nAborting...')
 
         # Maintenance: images, snapshot, training state, metrics, statistics. None of it moves the training RNGs.
-        with training_state.preserved_rng(device):
+        with training_state.preserved_rng(device) as rng_state:
             if rank == 0 and image_snapshot_ticks is not None and (done or cur_tick % image_snapshot_ticks == 0):
                 _save_fakes(G_ema, grid_z, grid_c, batch_gpu, os.path.join(run_dir, f'fakes{cur_nimg // 1000:06d}.png'), grid_size, device)
             if network_snapshot_ticks is not None and (done or cur_tick % network_snapshot_ticks == 0):
                 snapshot_pkl, snapshot_G = _save_snapshot(run_dir, G, D, G_ema, augment_pipe, training_set_kwargs,
-                    cur_nimg, rank, num_gpus, standing_stats_batches, batch_gpu, device)
-                _save_state(run_dir, G, D, G_ema, phases, augment_pipe, loss, cur_nimg, cur_tick, batch_idx, rank, num_gpus, device)
+                    cur_nimg, rank, num_gpus, standing_stats_batches, batch_gpu, device, random_seed)
+                _save_state(run_dir, G, D, G_ema, phases, augment_pipe, loss, cur_nimg, cur_tick, batch_idx, rank, num_gpus, rng_state)
                 _run_metrics(metrics, snapshot_G, snapshot_pkl, training_set_kwargs, run_dir, num_gpus, rank, device, log)
                 del snapshot_G
             _write_stats(stats_collector, stats_jsonl, stats_tfevents, cur_nimg, start_time)
@@ -358,43 +370,45 @@ def _check_finite(nonfinite, cur_tick, cur_nimg, num_gpus):
     bad = [name for name, flag in zip(nonfinite, flags.tolist()) if flag]
     if bad:
         raise TrainingDivergedError(f'Loss of phase {bad[0]} became NaN or Inf in tick {cur_tick} '
-            f'(at {cur_nimg / 1000:.1f} kimg); lower the learning rate or raise --gamma, '
+            f'(at {cur_nimg / 1000:g} kimg); lower the learning rate or raise --gamma, '
             'then continue from the last training state with --resume=<run dir>.')
 
+# Grid of G_ema's images. StyleGAN2 generators (those with a synthesis network) use their constant
+# noise. Batches hold up to 2^18 pixels (at least batch_gpu images): few calls for small images.
 def _save_fakes(G_ema, grid_z, grid_c, batch_gpu, path, grid_size, device):
-    # StyleGAN2 generators (those with a synthesis network) draw the grid with their constant noise.
     kwargs = dict(noise_mode='const') if hasattr(G_ema, 'synthesis') else {}
+    chunk = max(batch_gpu, 2**18 // G_ema.img_resolution ** 2)
     with torch.no_grad():
-        images = [G_ema(z, c, **kwargs).cpu() for z, c in zip(grid_z.split(batch_gpu), grid_c.split(batch_gpu))]
+        images = [G_ema(z, c, **kwargs).cpu() for z, c in zip(grid_z.split(chunk), grid_c.split(chunk))]
     save_image_grid(torch.cat(images).numpy(), path, drange=[-1, 1], grid_size=grid_size)
 
 # Buffers that legitimately differ between ranks: averages over each rank's own batches.
 _RANK_LOCAL_BUFFERS = r'.*\.(w_avg|[^.]*running_\w+|num_batches_tracked|[^.]*stored_\w+|[^.]*accumulat\w+|ref_\w+|has_reference|[^.]*standing_\w+)'
 
-def _snapshot_copy(module, standing_stats_batches=0, batch_gpu=1, device=None):
+def _snapshot_copy(module, standing_stats_batches=0, batch_gpu=1, device=None, seed=0):
     if module is None:
         return None
     module = copy.deepcopy(module).eval().requires_grad_(False)
     if standing_stats_batches > 0:
         from training import networks_biggan
-        networks_biggan.accumulate_standing_stats(module, standing_stats_batches, batch_gpu, device)
+        networks_biggan.accumulate_standing_stats(module, standing_stats_batches, max(batch_gpu, 2), device, seed=seed)
     return module.cpu()
 
 def _save_snapshot(run_dir, G, D, G_ema, augment_pipe, training_set_kwargs, cur_nimg, rank, num_gpus,
-                   standing_stats_batches, batch_gpu, device):
+                   standing_stats_batches, batch_gpu, device, random_seed):
     if num_gpus > 1:
         for module in (G, D, G_ema):
             misc.check_ddp_consistency(module, ignore_regex=_RANK_LOCAL_BUFFERS)
     snapshot = dict(G=_snapshot_copy(G), D=_snapshot_copy(D),
-        G_ema=_snapshot_copy(G_ema, standing_stats_batches, batch_gpu, device),
+        G_ema=_snapshot_copy(G_ema, standing_stats_batches, batch_gpu, device, seed=random_seed),
         augment_pipe=_snapshot_copy(augment_pipe), training_set_kwargs=dict(training_set_kwargs))
     path = os.path.join(run_dir, f'network-snapshot-{cur_nimg // 1000:06d}.pkl')
     if rank == 0:
         legacy.save_network_pkl(path, snapshot)
     return path, snapshot['G_ema']
 
-def _save_state(run_dir, G, D, G_ema, phases, augment_pipe, loss, cur_nimg, cur_tick, batch_idx, rank, num_gpus, device):
-    rng = training_state.capture_rng_state(device)
+# Training state for exact resume; `rng` is this rank's RNG state as training left it (before maintenance).
+def _save_state(run_dir, G, D, G_ema, phases, augment_pipe, loss, cur_nimg, cur_tick, batch_idx, rank, num_gpus, rng):
     if num_gpus > 1:
         all_rng = [None] * num_gpus
         torch.distributed.all_gather_object(all_rng, rng)

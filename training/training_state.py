@@ -37,10 +37,12 @@ def restore_rng_state(state, device):
 
 @contextlib.contextmanager
 def preserved_rng(device):
-    """Run maintenance (image grids, metrics, standing statistics) without moving the training RNG streams."""
+    """Run maintenance (image grids, metrics, standing statistics) without moving the training RNG streams.
+
+    Yields the captured state (what a training-state file stores)."""
     state = capture_rng_state(device)
     try:
-        yield
+        yield state
     finally:
         restore_rng_state(state, device)
 

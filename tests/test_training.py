@@ -1,0 +1,245 @@
+# Tiny end-to-end training runs on the CPU: the run directory, exact resume (split runs, interrupted
+# runs, kill -9), transfer learning from a pickle, NaN stops, several processes, BigGAN.
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+import dnnlib
+import legacy
+import train
+from training import launch
+from training import training_state
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Tiny StyleGAN2 networks at 16x16 with 4-image batches.
+TINY = ['--cfg=small', '--device=cpu', '--batch=4', '--workers=0', '--cbase=256', '--cmax=16', '--map=1', '--tick=0.004', '--snap=1']
+
+#----------------------------------------------------------------------------
+# A folder of random PNGs with class labels in dataset.json.
+
+def make_dataset(path, num_images=16, resolution=16, num_classes=3):
+    os.makedirs(path, exist_ok=True)
+    rnd = np.random.RandomState(123)
+    labels = []
+    for i in range(num_images):
+        img = rnd.randint(0, 256, size=[resolution, resolution, 3], dtype=np.uint8)
+        PIL.Image.fromarray(img).save(os.path.join(path, f'img{i:03d}.png'))
+        labels.append([f'img{i:03d}.png', i % num_classes])
+    with open(os.path.join(path, 'dataset.json'), 'w') as f:
+        json.dump(dict(labels=labels), f)
+    return str(path)
+
+@pytest.fixture(scope='module')
+def data16(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp('data') / 'd16')
+
+#----------------------------------------------------------------------------
+# Running train.py in this process or in a subprocess.
+
+def run_main(args):
+    """train.py in this process; returns the run directories of --outdir, oldest first."""
+    train.main.main(args=[str(a) for a in args], standalone_mode=False)
+    outdir = [a for a in args if str(a).startswith('--outdir=')][0].split('=', 1)[1]
+    return run_dirs(outdir)
+
+def run_dirs(outdir):
+    return sorted(glob.glob(os.path.join(outdir, '[0-9]*-*')))
+
+def dry_run_options(args):
+    """The resolved options (the `c` of train.py) that --dry-run prints."""
+    result = subprocess_train(list(args) + ['--dry-run'])
+    assert result.returncode == 0, result.stderr
+    return dnnlib.EasyDict(json.loads(result.stdout))
+
+def subprocess_train(args, module=None, timeout=300):
+    cmd = [sys.executable] + (['-m', module] if module else []) + ['train.py' if module is None else None]
+    cmd = [x for x in cmd if x is not None]
+    return subprocess.run(cmd + [str(a) for a in args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+# Launch a run from resolved options, as train.py does; abort_fn can stop it early.
+def launch_options(c, outdir, abort_fn=None, run_dir=None):
+    c = dnnlib.EasyDict(json.loads(json.dumps(c)))
+    run_dir = launch.make_run_dir(outdir, 'test', c, run_dir)
+    launch.launch_training(dnnlib.EasyDict(c, abort_fn=abort_fn), run_dir)
+    return run_dir
+
+def final_state(run_dir):
+    return torch.load(launch.latest_training_state(run_dir), map_location='cpu', weights_only=True)
+
+def assert_states_equal(a, b):
+    assert a['cur_nimg'] == b['cur_nimg']
+    for key in ('G', 'D', 'G_ema'):
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f'{key}.{name} differs'
+    assert torch.equal(a['augment_pipe']['p'], b['augment_pipe']['p'])
+    assert torch.equal(a['loss']['real_sign_stats'], b['loss']['real_sign_stats'])
+    for key in ('G_opt', 'D_opt'):
+        for idx, sa in a[key]['state'].items():
+            for name, value in sa.items():
+                assert torch.equal(value, b[key]['state'][idx][name]), f'{key} {idx} {name} differs'
+
+#----------------------------------------------------------------------------
+# One process: every file of the run directory, readable.
+
+@pytest.mark.slow
+def test_run_directory(tmp_path, data16):
+    (run_dir,) = run_main([f'--outdir={tmp_path}', f'--data={data16}', '--cond=1', '--kimg=0.008'] + TINY)
+    names = set(os.listdir(run_dir))
+    assert {'training_options.json', 'log.txt', 'stats.jsonl', 'reals.png', 'fakes_init.png',
+        'fakes000000.png', 'network-snapshot-000000.pkl', 'training-state-000000.pt'} <= names
+    assert not [n for n in names if 'tmp' in n]
+    with open(os.path.join(run_dir, 'training_options.json')) as f:
+        options = json.load(f)
+    assert options['total_kimg'] == 0.008 and options['training_set_kwargs']['use_labels'] is True
+    with open(os.path.join(run_dir, 'stats.jsonl')) as f:
+        lines = [json.loads(line) for line in f]
+    assert len(lines) == 2 and 'Loss/G/loss' in lines[-1] and lines[-1]['Progress/kimg']['mean'] == 0.008
+    with open(os.path.join(run_dir, 'log.txt')) as f:
+        log = f.read()
+    assert 'tick 1' in log and 'Exiting' in log
+    data = legacy.load_network_pkl(os.path.join(run_dir, 'network-snapshot-000000.pkl'))
+    assert set(data) >= {'G', 'D', 'G_ema', 'augment_pipe', 'training_set_kwargs'}
+    assert data['training_set_kwargs']['path'] == data16
+    state = final_state(run_dir)
+    assert state['cur_nimg'] == 8 and state['batch_idx'] == 2
+    for name, value in state['G_ema'].items():
+        assert torch.equal(value, data['G_ema'].state_dict()[name])
+    with PIL.Image.open(os.path.join(run_dir, 'fakes_init.png')) as img:
+        assert img.size == (16 * 32, 16 * 3) # 32 columns, one row per class.
+
+#----------------------------------------------------------------------------
+# Exact resume: a run to A continued to B equals a straight run to B, with ADA moving p every step.
+
+SPLIT_KIMG, TOTAL_KIMG = 0.012, 0.024
+
+# ADA raising p by 0.2 every 2 minibatches (the target is below any sign mean; the sign statistics
+# span the split), and path-length regularisation (its running mean is part of the state).
+def fast_ada(c):
+    return dnnlib.EasyDict(c, ada_target=-2, ada_interval=2, ada_kimg=0.04,
+        loss_kwargs=dict(c.loss_kwargs, pl_weight=2))
+
+@pytest.fixture(scope='module')
+def straight_run(tmp_path_factory, data16):
+    outdir = tmp_path_factory.mktemp('straight')
+    c = fast_ada(dry_run_options([f'--outdir={outdir}', f'--data={data16}', '--cond=1', f'--kimg={TOTAL_KIMG}'] + TINY))
+    return c, launch_options(c, outdir)
+
+@pytest.mark.slow
+def test_exact_resume(tmp_path, data16, straight_run):
+    c, straight_dir = straight_run
+    run_dir = launch_options(dnnlib.EasyDict(c, total_kimg=SPLIT_KIMG), tmp_path)
+    assert final_state(run_dir)['cur_nimg'] == SPLIT_KIMG * 1000
+    run_main([f'--outdir={tmp_path}', f'--resume={run_dir}', f'--kimg={TOTAL_KIMG}'])
+    assert run_dirs(tmp_path) == [run_dir]
+    a, b = final_state(run_dir), final_state(straight_dir)
+    assert float(a['augment_pipe']['p']) == pytest.approx(0.6)
+    assert float(a['loss']['pl_mean']) > 0
+    assert_states_equal(a, b)
+
+# An interrupted run (here with 2 DataLoader workers) is found again by its options and continued exactly.
+@pytest.mark.slow
+def test_interrupted_run_continues(tmp_path, straight_run):
+    c, straight_dir = straight_run
+    c = dnnlib.EasyDict(c, data_loader_kwargs=dict(c.data_loader_kwargs, num_workers=2))
+    run_dir = launch_options(c, tmp_path, abort_fn=lambda: True)
+    assert final_state(run_dir)['cur_nimg'] == 4
+    again = dnnlib.EasyDict(json.loads(json.dumps(c)))
+    assert launch.find_unfinished_run(str(tmp_path), again) == run_dir
+    assert again.resume_state == launch.latest_training_state(run_dir)
+    launch_options(again, tmp_path, run_dir=run_dir)
+    assert_states_equal(final_state(run_dir), final_state(straight_dir))
+    assert launch.find_unfinished_run(str(tmp_path), dnnlib.EasyDict(json.loads(json.dumps(c)))) is None
+
+# train.py itself looks for the unfinished run: re-running the same command resumes it.
+@pytest.mark.slow
+def test_same_command_resumes(tmp_path, data16):
+    args = [f'--outdir={tmp_path}', f'--data={data16}', '--kimg=0.012'] + TINY
+    c = dry_run_options(args)
+    assert c.resume_state is None
+    run_dir = launch_options(c, tmp_path, abort_fn=lambda: True)
+    assert dry_run_options(args).resume_state == launch.latest_training_state(run_dir)
+    assert run_main(args) == [run_dir]
+    assert final_state(run_dir)['cur_nimg'] == 12
+
+#----------------------------------------------------------------------------
+# kill -9 in the middle of a run: --resume=<run dir> finishes it; every file left is complete.
+
+@pytest.mark.slow
+def test_kill_and_resume(tmp_path, data16):
+    args = [f'--outdir={tmp_path}', f'--data={data16}', '--kimg=1'] + TINY
+    proc = subprocess.Popen([sys.executable, 'train.py'] + args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not glob.glob(os.path.join(tmp_path, '*', 'training-state-*.pt')) and time.time() < deadline:
+            assert proc.poll() is None, 'training ended before it was killed'
+            time.sleep(0.05)
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    (run_dir,) = run_dirs(tmp_path)
+    killed_nimg = final_state(run_dir)['cur_nimg']
+    result = subprocess_train([f'--outdir={tmp_path}', f'--resume={run_dir}', f'--kimg={(killed_nimg + 8) / 1000}'])
+    assert result.returncode == 0, result.stderr
+    assert final_state(run_dir)['cur_nimg'] == killed_nimg + 8
+    for name in os.listdir(run_dir):
+        path = os.path.join(run_dir, name)
+        assert not name.startswith('.') and not name.endswith('.tmp') and '.tmp.' not in name, name
+        if name.endswith('.pkl'):
+            legacy.load_network_pkl(path)
+        if name.endswith('.pt'):
+            training_state.load_training_state(path)
+        if name.endswith('.jsonl'):
+            with open(path) as f:
+                [json.loads(line) for line in f]
+
+#----------------------------------------------------------------------------
+# --resume=<pkl>: a new run from those weights. With zero learning rates G and D never change, and
+# G_ema takes one EMA step from the pickle's G_ema toward G.
+
+@pytest.mark.slow
+def test_resume_from_pickle(tmp_path, straight_run):
+    _c, straight_dir = straight_run
+    pkl = glob.glob(os.path.join(straight_dir, 'network-snapshot-*.pkl'))[0]
+    source = legacy.load_network_pkl(pkl)
+    c = dry_run_options([f'--outdir={tmp_path}', f'--data={source["training_set_kwargs"]["path"]}', '--cond=1',
+        f'--resume={pkl}', '--glr=0', '--dlr=0', '--kimg=0.004'] + TINY)
+    assert c.resume_pkl == pkl and c.resume_state is None and c.ema_rampup is None
+    run_dir = launch_options(c, tmp_path)
+    state = final_state(run_dir)
+    assert state['cur_nimg'] == 4
+    for key in ('G', 'D'):
+        for name, param in source[key].named_parameters():
+            assert torch.equal(state[key][name], param), f'{key}.{name} differs from the pickle'
+    beta = 0.5 ** (c.batch_size / (c.ema_kimg * 1000))
+    G_ema = dict(source['G_ema'].named_parameters())
+    for name, param in source['G'].named_parameters():
+        assert torch.equal(state['G_ema'][name], param.lerp(G_ema[name], beta)), name
+
+#----------------------------------------------------------------------------
+# A NaN/Inf loss stops the run: one message naming the phase and the tick, nonzero exit.
+
+@pytest.mark.slow
+def test_nan_stops(tmp_path, data16):
+    result = subprocess_train([f'--outdir={tmp_path}', f'--data={data16}', '--kimg=0.04', '--dlr=1e30', '--aug=noaug'] + TINY)
+    assert result.returncode == launch.DIVERGED_EXIT_CODE
+    output = result.stdout + result.stderr # log.txt's Logger sends both streams to stdout.
+    assert 'Traceback' not in output
+    assert 'Error: Loss of phase Dreg became NaN or Inf in tick 0 (at 0.004 kimg)' in output
+    (run_dir,) = run_dirs(tmp_path)
+    with open(os.path.join(run_dir, 'log.txt')) as f:
+        assert 'became NaN or Inf' in f.read()
+
+#----------------------------------------------------------------------------
