@@ -116,16 +116,22 @@ def make_cases(device):
             ('  naive conv + subsample', shape, lambda x: naive_downsample2d(x, f), [x]),
         ]
     x = rand(4, 64, 64, 64)
+    x_small = rand(4, 64, 32, 32)
+    resample = conv2d_resample.conv2d_resample
+    resample_ref = conv2d_resample._conv2d_resample_ref
     cases += [
         ('conv2d_gradfix.conv2d 3x3', '4x64x64x64', lambda x, w: conv2d_gradfix.conv2d(x, w, padding=1), [x, w3]),
         ('  F.conv2d 3x3', '4x64x64x64', lambda x, w: F.conv2d(x, w, padding=1), [x, w3]),
-        ('conv2d_resample up=2 3x3', '4x64x32x32', lambda x, w: conv2d_resample.conv2d_resample(x, w, f, up=2, padding=1), [rand(4, 64, 32, 32), w3]),
-        ('  general path', '4x64x32x32', lambda x, w: conv2d_resample._conv2d_resample_ref(x, w, f, up=2, padding=1), [rand(4, 64, 32, 32), w3]),
-        ('conv2d_resample down=2 3x3', '4x64x64x64', lambda x, w: conv2d_resample.conv2d_resample(x, w, f, down=2, padding=1), [x, w3]),
-        ('  general path', '4x64x64x64', lambda x, w: conv2d_resample._conv2d_resample_ref(x, w, f, down=2, padding=1), [x, w3]),
-        ('grid_sample', '4x3x256x256', grid_sample_gradfix.grid_sample, [rand(4, 3, 256, 256), make_grid(4, 256, device)]),
-        ('  _grid_sample_ref', '4x3x256x256', grid_sample_gradfix._grid_sample_ref, [rand(4, 3, 256, 256), make_grid(4, 256, device)]),
-        ('  F.grid_sample (1st order only)', '4x3x256x256', lambda x, g: F.grid_sample(x, g, align_corners=False), [rand(4, 3, 256, 256), make_grid(4, 256, device)]),
+        ('conv2d_resample up=2 3x3', '4x64x32x32', lambda x, w: resample(x, w, f, up=2, padding=1), [x_small, w3]),
+        ('  general path', '4x64x32x32', lambda x, w: resample_ref(x, w, f, up=2, padding=1), [x_small, w3]),
+        ('conv2d_resample down=2 3x3', '4x64x64x64', lambda x, w: resample(x, w, f, down=2, padding=1), [x, w3]),
+        ('  general path', '4x64x64x64', lambda x, w: resample_ref(x, w, f, down=2, padding=1), [x, w3]),
+    ]
+    images = [rand(4, 3, 256, 256), make_grid(4, 256, device)]
+    cases += [
+        ('grid_sample', '4x3x256x256', grid_sample_gradfix.grid_sample, images),
+        ('  _grid_sample_ref', '4x3x256x256', grid_sample_gradfix._grid_sample_ref, images),
+        ('  F.grid_sample (1st order only)', '4x3x256x256', lambda x, g: F.grid_sample(x, g, align_corners=False), images),
     ]
     return cases
 
