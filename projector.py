@@ -12,7 +12,6 @@ import PIL.Image
 import torch
 import torch.nn.functional as F
 
-import dnnlib
 import legacy
 from calc_metrics import resolve_device
 from metrics import metric_utils

@@ -9,7 +9,6 @@ import warnings
 import numpy as np
 import PIL.Image
 import pytest
-import scipy.linalg
 import torch
 
 import dnnlib

@@ -11,7 +11,6 @@ import PIL.Image
 import pytest
 import torch
 
-import dnnlib
 import legacy
 import projector
 from training import networks
