@@ -180,13 +180,18 @@ def test_force_fp16(tmp_path):
 # Safetensors: weights plus JSON, rebuilt without unpickling; identical outputs.
 
 def test_safetensors_round_trip(tmp_path, monkeypatch):
+    from training.augment import AugmentPipe # pylint: disable=import-outside-toplevel
     data = make_data()
+    data['augment_pipe'] = AugmentPipe(xflip=1, brightness=1)
+    data['augment_pipe'].p.fill_(0.25)
     path = str(tmp_path / 'net.safetensors')
     legacy.save_network_safetensors(path, data)
     monkeypatch.setattr(pickle, 'loads', None)
     monkeypatch.setattr(legacy, '_unpickle', None)
     loaded = legacy.load_network_pkl(path)
-    assert type(loaded['G_ema']) is networks.Generator and loaded['augment_pipe'] is None
+    assert type(loaded['G_ema']) is networks.Generator
+    assert type(loaded['augment_pipe']) is AugmentPipe and loaded['augment_pipe'].p.item() == 0.25
+    assert loaded['augment_pipe'].init_kwargs == dict(xflip=1, brightness=1)
     assert loaded['training_set_kwargs'] == data['training_set_kwargs']
     assert not loaded['D'].training and not any(p.requires_grad for p in loaded['D'].parameters())
     assert_same_outputs(data, loaded)

@@ -175,7 +175,7 @@ class Conv2dLayer(torch.nn.Module):
     def forward(self, x, gain=1):
         w = self.weight * self.weight_gain
         b = self.bias.to(x.dtype) if self.bias is not None else None
-        flip_weight = (self.up == 1) # Slightly faster; the flip does not matter for a fresh layer.
+        flip_weight = (self.up == 1) # The original's convention (faster); trained weights depend on it.
         x = conv2d_resample.conv2d_resample(x=x, w=w.to(x.dtype), f=self.resample_filter, up=self.up, down=self.down, padding=self.padding, flip_weight=flip_weight)
         act_gain = self.act_gain * gain
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
@@ -317,7 +317,7 @@ class SynthesisLayer(torch.nn.Module):
         if self.use_noise and noise_mode == 'const':
             noise = self.noise_const * self.noise_strength
 
-        flip_weight = (self.up == 1) # Slightly faster.
+        flip_weight = (self.up == 1) # The original's convention (faster); trained weights depend on it.
         x = modulated_conv2d(x=x, weight=self.weight, styles=styles, noise=noise, up=self.up, padding=self.padding,
             resample_filter=self.resample_filter, flip_weight=flip_weight, fused_modconv=fused_modconv)
         act_gain = self.act_gain * gain
