@@ -85,6 +85,23 @@ def test_conv_transpose2d_gradcheck_gradgradcheck(stride, padding, output_paddin
     assert torch.autograd.gradcheck(fn, (x, w, b))
     assert torch.autograd.gradgradcheck(fn, (x, w, b))
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_dtypes_and_memory_formats_match_torch(dtype, channels_last):
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    gen = torch.Generator().manual_seed(20)
+    x = torch.randn(2, 4, 8, 8, generator=gen).to(dtype=dtype, memory_format=memory_format).requires_grad_(True)
+    w = torch.randn(6, 2, 3, 3, generator=gen).to(dtype=dtype, memory_format=memory_format).requires_grad_(True)
+    for ours, theirs, kw in [(conv2d_gradfix.conv2d, F.conv2d, dict(stride=2, padding=1, groups=2)),
+                             (conv2d_gradfix.conv_transpose2d, F.conv_transpose2d, dict(stride=2, padding=1, output_padding=1, groups=2))]:
+        weight = w if ours is conv2d_gradfix.conv2d else w[:4]
+        y, y_ref = ours(x, weight, **kw), theirs(x, weight, **kw)
+        assert y.dtype == dtype
+        torch.testing.assert_close(y, y_ref)
+        gy = torch.randn(y.shape, generator=gen).to(dtype)
+        for a, r in zip(torch.autograd.grad(y, [x, w], gy), torch.autograd.grad(y_ref, [x, w], gy)):
+            torch.testing.assert_close(a, r)
+
 #----------------------------------------------------------------------------
 # A two-layer network: conv2d -> softplus -> conv_transpose2d -> softplus -> sum.
 

@@ -105,10 +105,13 @@ def test_fast_matches_reference_first_and_second_derivatives(grid_grad):
 
 #----------------------------------------------------------------------------
 
-def test_float32_matches_torch():
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_dtypes_and_memory_formats_match_torch(dtype, channels_last):
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     x, grid = _inputs(seed=6)
-    x = x.float().requires_grad_(True)
-    grid = grid.float().requires_grad_(True)
+    x = x.to(dtype=dtype, memory_format=memory_format).requires_grad_(True)
+    grid = grid.to(dtype).requires_grad_(True)
     y = grid_sample_gradfix.grid_sample(x, grid)
     y_ref = F.grid_sample(x, grid, align_corners=False)
     torch.testing.assert_close(y, y_ref)
