@@ -37,7 +37,8 @@ def run(tmp_path, monkeypatch):
         mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=64, channel_max=8)).eval()
     pkl = run_dir / 'network-snapshot-000000.pkl'
     legacy.save_network_pkl(str(pkl), dict(G=G, D=None, G_ema=G, augment_pipe=None, training_set_kwargs=None))
-    return dnnlib.EasyDict(tmp=tmp_path, det_dir=det_dir, pkl=str(pkl), run_dir=run_dir, data=dataset_kwargs.path)
+    yield dnnlib.EasyDict(tmp=tmp_path, det_dir=det_dir, pkl=str(pkl), run_dir=run_dir, data=dataset_kwargs.path)
+    metric_utils.clear_feature_detector_cache() # Later tests must not see the stand-ins.
 
 def invoke(*args):
     return click.testing.CliRunner().invoke(calc_metrics.calc_metrics, list(args))

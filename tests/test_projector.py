@@ -13,6 +13,7 @@ import torch
 
 import legacy
 import projector
+from metrics import metric_utils
 from training import networks
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -25,7 +26,8 @@ def det_dir(tmp_path, monkeypatch):
     folder = write_stand_in_detectors(tmp_path / 'detectors')
     monkeypatch.setenv('DNNLIB_DETECTOR_DIR', folder)
     monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path / 'cache'))
-    return folder
+    yield folder
+    metric_utils.clear_feature_detector_cache() # Later tests must not see the stand-ins.
 
 def tiny_generator(img_channels=3, seed=0):
     torch.manual_seed(seed)
