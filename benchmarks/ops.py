@@ -136,13 +136,32 @@ def make_cases(device):
     return cases
 
 #----------------------------------------------------------------------------
+# Median and minimum milliseconds of the R1 input gradient (create_graph=True) through a
+# stack of three 3x3 convolutions with leaky ReLUs, with or without weight gradients.
+
+def time_r1_ms(device, repeat, skip_weights):
+    gen = torch.Generator().manual_seed(0)
+    weights = [torch.randn(64, 64, 3, 3, generator=gen).to(device).requires_grad_(True) for _ in range(3)]
+    images = torch.randn(4, 64, 64, 64, generator=gen).to(device).requires_grad_(True)
+
+    def call():
+        x = images
+        for w in weights:
+            x = F.leaky_relu(conv2d_gradfix.conv2d(x, w, padding=1), 0.2)
+        with conv2d_gradfix.no_weight_gradients(disable=skip_weights):
+            grad, = torch.autograd.grad(x.sum(), [images], create_graph=True)
+        return grad
+
+    return time_ms(call, [], repeat, backward=False)
+
+#----------------------------------------------------------------------------
 # Command line.
 
 @click.command()
 @click.option('--device', type=click.Choice(['cpu', 'cuda']), default='cpu', show_default=True, help='Device to time on.')
 @click.option('--repeat', type=click.IntRange(min=1), default=10, show_default=True, help='Timed calls per case (median reported).')
 @click.option('--threads', type=click.IntRange(min=1), default=None, help='torch.set_num_threads (default: leave as is).')
-@click.option('--only', type=str, default=None, help='Only cases whose name contains this text.')
+@click.option('--only', type=str, default=None, help="Only cases whose name contains this text ('r1': the R1 table).")
 def main(device, repeat, threads, only):
     """Print a Markdown table of op timings (ms per call)."""
     if device == 'cuda' and not torch.cuda.is_available():
@@ -161,6 +180,13 @@ def main(device, repeat, threads, only):
         fwd = time_ms(fn, inputs, repeat, backward=False)
         bwd = time_ms(fn, inputs, repeat, backward=True)
         print(f'| {op_name} | {shape} | {fwd[0]:.2f} ({fwd[1]:.2f}) | {bwd[0]:.2f} ({bwd[1]:.2f}) |', flush=True)
+    if only is None or 'r1' in only:
+        print()
+        print('| R1 input gradient, 3 convs 64->64 3x3 on 4x64x64x64 | ms, median (min) |')
+        print('|---|---:|')
+        for label, skip in [('weight gradients computed', False), ('inside no_weight_gradients()', True)]:
+            median, minimum = time_r1_ms(torch.device(device), repeat, skip)
+            print(f'| {label} | {median:.2f} ({minimum:.2f}) |', flush=True)
 
 #----------------------------------------------------------------------------
 
