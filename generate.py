@@ -125,12 +125,15 @@ def save_png(array, path):
 
 def load_projected_w(path, G):
     try:
-        with np.load(path) as npz:
-            if 'w' not in npz:
-                raise click.BadParameter(f'{path} has no array named "w" (found: {", ".join(npz.files)})', param_hint='--projected-w')
-            ws = npz['w']
-    except (OSError, ValueError) as err:
+        npz = np.load(path)
+    except (OSError, ValueError, EOFError) as err:
         raise click.BadParameter(f'cannot read {path} as .npz: {err}', param_hint='--projected-w') from err
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise click.BadParameter(f'{path} is a .npy array, not an .npz archive with an array named "w"', param_hint='--projected-w')
+    with npz:
+        if 'w' not in npz.files:
+            raise click.BadParameter(f'{path} has no array named "w" (found: {", ".join(npz.files) or "none"})', param_hint='--projected-w')
+        ws = npz['w']
     expected = (G.mapping.num_ws, G.w_dim)
     if ws.ndim != 3 or tuple(ws.shape[1:]) != expected:
         raise click.BadParameter(f'w has shape {list(ws.shape)}, expected [N, {expected[0]}, {expected[1]}]', param_hint='--projected-w')

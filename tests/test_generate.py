@@ -122,6 +122,7 @@ def test_generate_from_safetensors(nets, tmp_path):
 
 def bad_npz(tmp_path):
     np.savez(tmp_path / 'bad_w.npz', w=np.zeros([1, 3, 8], dtype=np.float32))
+    np.save(tmp_path / 'w.npy', np.zeros([1, 6, 8], dtype=np.float32))
     return str(tmp_path / 'bad_w.npz')
 
 @pytest.mark.parametrize('net,extra,match', [
@@ -134,12 +135,13 @@ def bad_npz(tmp_path):
     ('uncond', [], 'either --seeds or --projected-w'),
     ('uncond', ['--seeds=0', '--noise-mode=loud'], "'loud' is not one of"),
     ('uncond', ['--projected-w=BAD_NPZ'], 'expected [N, 6, 8]'),
+    ('uncond', ['--projected-w=NPY'], 'not an .npz archive'),
 ])
 def test_generate_errors(nets, tmp_path, net, extra, match):
     paths = dict(missing=str(tmp_path / 'missing.pkl'), corrupt=str(tmp_path / 'corrupt.pkl'))
     (tmp_path / 'corrupt.pkl').write_bytes(b'\x80\x04garbage')
     network = paths.get(net) or nets[net][0]
-    extra = [arg.replace('BAD_NPZ', bad_npz(tmp_path)) for arg in extra]
+    extra = [arg.replace('BAD_NPZ', bad_npz(tmp_path)).replace('NPY', str(tmp_path / 'w.npy')) for arg in extra]
     result = run(generate.generate_images_cmd, [f'--network={network}', f'--outdir={tmp_path / "out"}'] + extra)
     assert result.exit_code != 0
     assert match in result.output, result.output
