@@ -114,3 +114,25 @@ def test_missing_detector_is_one_line(run, monkeypatch):
     assert result.exit_code == 1, result.output
     error = [line for line in result.output.splitlines() if line.startswith('Error:')]
     assert len(error) == 1 and 'inception-2015-12-05.pt' in error[0] and str(run.tmp) in error[0]
+
+#----------------------------------------------------------------------------
+
+def test_conditional_network_uses_dataset_labels(run):
+    torch.manual_seed(1)
+    G = networks.Generator(z_dim=8, c_dim=2, w_dim=8, img_resolution=16, img_channels=3,
+        mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=64, channel_max=8)).eval()
+    pkl = str(run.tmp / 'cond.pkl')
+    legacy.save_network_pkl(pkl, dict(G=None, D=None, G_ema=G, augment_pipe=None, training_set_kwargs=None))
+    common = ['--network', pkl, '--metrics', 'fid50k_full', '--detector-dir', run.det_dir, '--max-items', '6', '--verbose', 'false', '--device', 'cpu']
+
+    # Without labels in the dataset: one clear error.
+    result = invoke(*common, '--data', run.data)
+    assert result.exit_code == 2 and 'Error:' in result.output, result.output
+
+    # With two classes: the metric runs.
+    names = sorted(os.listdir(run.data))
+    with open(os.path.join(run.data, 'dataset.json'), 'w') as f:
+        json.dump(dict(labels=[[name, i % 2] for i, name in enumerate(names)]), f)
+    result = invoke(*common, '--data', run.data)
+    assert result.exit_code == 0, result.output
+    assert np.isfinite(json.loads(result.output.strip().splitlines()[-1])['results']['fid50k_full'])
