@@ -397,3 +397,13 @@ def test_ranks_draw_different_latents():
     assert not torch.equal(draws[0], draws[1])
     torch.manual_seed(123)
     torch.testing.assert_close(metric_utils.RankRandom(metric_utils.MetricOptions(num_gpus=2, rank=0)).randn([3, 4]), draws[0])
+
+def test_progress_monitor_reports_sub_ranges(capsys):
+    seen = []
+    root = metric_utils.ProgressMonitor(verbose=True, progress_fn=lambda cur, total: seen.append((cur, total)))
+    sub = root.sub(tag='dataset features', num_items=100, flush_interval=50, rel_lo=0.5, rel_hi=1)
+    for cur in [10, 50, 60, 100]:
+        sub.update(cur)
+    assert seen == [(0, 1000), (500, 1000), (750, 1000), (1000, 1000)] # Start, sub start, flush at 50, the end.
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith('dataset features') and 'items 50' in lines[0]
