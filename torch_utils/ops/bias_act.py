@@ -5,13 +5,14 @@
 
 import math
 import numbers
-import warnings
+import os
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from dnnlib import EasyDict
+from torch_utils import custom_ops
 
 #----------------------------------------------------------------------------
 # Activation functions by name. func(x, alpha) is the plain activation; def_alpha and
@@ -32,34 +33,55 @@ activation_funcs = EasyDict(
 )
 
 #----------------------------------------------------------------------------
-# CUDA kernel dispatch. The compiled plugin comes with a later change; until then every
-# call runs the reference path, with one warning when a CUDA kernel was asked for in vain.
+# CUDA kernel dispatch. The plugin (bias_act.cpp/.cu/.h) is built by custom_ops at the
+# first call on a CUDA tensor; a failed build leaves the reason in _plugin_error.
 
 _plugin = None                  # Compiled CUDA extension, None while not built.
-_warned_no_cuda = False         # Whether the reference-path fallback warning was shown.
+_plugin_error = None            # custom_ops.PluginError of a failed build, None otherwise.
+_KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_IMPLS = ('auto', 'cuda', 'ref')
 
 #----------------------------------------------------------------------------
-# Whether the CUDA kernel can run on tensor x.
+# Builds or loads the plugin once per process; True when it is usable.
+
+def _init():
+    global _plugin, _plugin_error
+    if _plugin is None and _plugin_error is None:
+        try:
+            _plugin = custom_ops.get_plugin('bias_act_plugin', sources=['bias_act.cpp', 'bias_act.cu'],
+                headers=['bias_act.h'], source_dir=os.path.dirname(__file__))
+        except custom_ops.PluginError as err:
+            _plugin_error = err
+    return _plugin is not None
+
+#----------------------------------------------------------------------------
+# Whether the CUDA kernel can run on tensor x (builds the plugin on first use).
 
 def _cuda_available(x):
-    return _plugin is not None and x.device.type == 'cuda'
+    return x.device.type == 'cuda' and x.dtype in _KERNEL_DTYPES and _init()
 
 #----------------------------------------------------------------------------
-# Checks `impl` and warns once when a CUDA tensor has to use the reference path.
+# Checks `impl` and decides the path: True = CUDA kernel, False = reference.
+# 'auto' falls back to the reference (the failed build warned once); 'cuda' on a CUDA
+# tensor raises when the kernel cannot run; CPU tensors always take the reference.
 
 def _check_impl(impl, x):
-    global _warned_no_cuda
-    if impl not in ('ref', 'cuda'):
-        raise ValueError(f"bias_act: impl must be 'ref' or 'cuda', got {impl!r}")
-    if impl == 'cuda' and x.device.type == 'cuda' and not _cuda_available(x) and not _warned_no_cuda:
-        _warned_no_cuda = True
-        warnings.warn('bias_act: no CUDA kernel is available; using the reference PyTorch path '
-            '(slower, same results).', RuntimeWarning, stacklevel=3)
+    if impl not in _IMPLS:
+        raise ValueError(f"bias_act: impl must be 'auto', 'cuda' or 'ref', got {impl!r}")
+    if impl == 'ref' or not isinstance(x, torch.Tensor) or x.device.type != 'cuda':
+        return False
+    if _cuda_available(x):
+        return True
+    if impl == 'cuda':
+        why = (f'the kernel supports float32, float16 and bfloat16, not {x.dtype}' if x.dtype not in _KERNEL_DTYPES
+            else f'the plugin is not available:\n{_plugin_error}')
+        raise RuntimeError(f"bias_act: impl='cuda' was asked for, but {why}")
+    return False
 
 #----------------------------------------------------------------------------
 # The fused op.
 
-def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, impl='cuda'):
+def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, impl='auto'):
     """Adds a bias, applies an activation, scales by a gain and clamps.
 
     Args:
@@ -72,12 +94,18 @@ def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, 
                None = the activation's def_alpha.
         gain:  Factor applied after the activation. None = the activation's def_gain.
         clamp: Clamp the result to [-clamp, clamp]. None or -1 = no clamping.
-        impl:  'cuda' (CUDA kernel for CUDA tensors when built, else reference) or 'ref'.
+        impl:  'auto' (CUDA kernel for CUDA tensors when it builds, else the reference
+               path after one warning), 'cuda' (as 'auto', but an error when a CUDA
+               tensor cannot use the kernel) or 'ref'. CPU tensors always use 'ref'.
 
     Returns:
         Tensor with the shape, dtype and memory format of x.
     """
-    _check_impl(impl, x)
+    if _check_impl(impl, x):
+        _parse_args(act, alpha, gain, clamp)
+        dim = _check_bias(x, b, dim)
+        b = b.to(x.dtype) if b is not None else None
+        return _bias_act_cuda(dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp).apply(x, b)
     return _bias_act_ref(x, b=b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
 
 #----------------------------------------------------------------------------
@@ -90,12 +118,7 @@ def _bias_act_ref(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=N
 
     # Bias along `dim`.
     if b is not None:
-        if not isinstance(dim, numbers.Integral) or not -x.ndim <= dim < x.ndim:
-            raise ValueError(f'bias_act: dim={dim!r} is out of range for x of shape {list(x.shape)}')
-        dim = int(dim) % x.ndim
-        if not isinstance(b, torch.Tensor) or b.ndim != 1 or b.shape[0] != x.shape[dim]:
-            raise ValueError(f'bias_act: b must be a 1-D tensor of length x.shape[{dim}] = {x.shape[dim]}, '
-                f'got {list(b.shape) if isinstance(b, torch.Tensor) else type(b).__name__}')
+        dim = _check_bias(x, b, dim)
         x = x + b.to(x.dtype).reshape([-1 if i == dim else 1 for i in range(x.ndim)])
 
     # Activation, gain, clamp.
@@ -105,6 +128,20 @@ def _bias_act_ref(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=N
     if clamp >= 0:
         x = x.clamp(-clamp, clamp)
     return x
+
+#----------------------------------------------------------------------------
+# Checks b against x and dim; returns dim as a non-negative int (b None: dim as given).
+
+def _check_bias(x, b, dim):
+    if b is None:
+        return dim
+    if not isinstance(dim, numbers.Integral) or not -x.ndim <= dim < x.ndim:
+        raise ValueError(f'bias_act: dim={dim!r} is out of range for x of shape {list(x.shape)}')
+    dim = int(dim) % x.ndim
+    if not isinstance(b, torch.Tensor) or b.ndim != 1 or b.shape[0] != x.shape[dim]:
+        raise ValueError(f'bias_act: b must be a 1-D tensor of length x.shape[{dim}] = {x.shape[dim]}, '
+            f'got {list(b.shape) if isinstance(b, torch.Tensor) else type(b).__name__}')
+    return dim
 
 #----------------------------------------------------------------------------
 # Resolves act/alpha/gain/clamp to (spec, alpha, gain, clamp) with clamp -1 = off.
@@ -121,5 +158,80 @@ def _parse_args(act, alpha, gain, clamp):
     if not all(np.isfinite([alpha, gain])):
         raise ValueError(f'bias_act: alpha and gain must be finite, got alpha={alpha}, gain={gain}')
     return spec, alpha, gain, clamp
+
+#----------------------------------------------------------------------------
+# CUDA path: autograd.Functions around the kernel, one pair per argument tuple. The
+# backward is the same kernel in derivative mode, itself a Function, so R1 and
+# path-length regularisation (gradients of gradients) run on the kernel too.
+
+_bias_act_cuda_cache = dict()
+
+def _bias_act_cuda(dim=1, act='linear', alpha=None, gain=None, clamp=None):
+    spec, alpha, gain, clamp = _parse_args(act, alpha, gain, clamp)
+    key = (dim, act, alpha, gain, clamp)
+    if key in _bias_act_cuda_cache:
+        return _bias_act_cuda_cache[key]
+
+    # Runs the kernel: mode 0 forward, 1 first derivative, 2 second-derivative factor.
+    def run(x, b, dy, mode):
+        b = b if b is not None else x.new_empty([0])
+        dy = _like(dy, x) if dy is not None else x.new_empty([0])
+        return _plugin.bias_act(x, b, dy, mode, spec.cuda_idx, alpha, gain, clamp, dim)
+
+    # Sum over every dimension except the bias dimension.
+    def sum_to_bias(t):
+        return t.sum([i for i in range(t.ndim) if i != dim])
+
+    # y = bias_act(x, b).
+    class BiasActCuda(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, b):  # pylint: disable=arguments-differ
+            x = _dense(x)
+            ctx.save_for_backward(x, b)
+            return run(x, b, None, 0)
+
+        @staticmethod
+        def backward(ctx, dy):  # pylint: disable=arguments-differ
+            x, b = ctx.saved_tensors
+            dx = BiasActCudaGrad.apply(dy, x, b)
+            db = sum_to_bias(dx) if ctx.needs_input_grad[1] else None
+            return (dx if ctx.needs_input_grad[0] else None), db
+
+    # dx = dy * gain * act'(x + b) * [not clamped]; linear in dy.
+    class BiasActCudaGrad(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, dy, x, b):  # pylint: disable=arguments-differ
+            ctx.save_for_backward(dy, x, b)
+            return run(x, b, dy, 1)
+
+        @staticmethod
+        def backward(ctx, d_dx):  # pylint: disable=arguments-differ
+            dy, x, b = ctx.saved_tensors
+            d_dy = d_x = d_b = None
+            if ctx.needs_input_grad[0]:
+                d_dy = BiasActCudaGrad.apply(d_dx, x, b)
+            if spec.has_2nd_grad and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
+                d_x = d_dx * run(x, b, dy, 2)
+                d_b = sum_to_bias(d_x) if ctx.needs_input_grad[2] else None
+            return d_dy, d_x, d_b
+
+    _bias_act_cuda_cache[key] = BiasActCuda
+    return BiasActCuda
+
+#----------------------------------------------------------------------------
+# x itself when it is dense (contiguous or channels_last), else a contiguous copy.
+
+def _dense(x):
+    if x.is_contiguous() or (x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last)):
+        return x
+    return x.contiguous()
+
+#----------------------------------------------------------------------------
+# t in the dtype and memory layout (strides) of the dense tensor ref.
+
+def _like(t, ref):
+    if t.dtype == ref.dtype and t.stride() == ref.stride():
+        return t
+    return torch.empty_like(ref).copy_(t)
 
 #----------------------------------------------------------------------------

@@ -10,37 +10,60 @@
 # See docs/ops.md.
 
 import numbers
-import warnings
+import os
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from torch_utils import custom_ops
+
 #----------------------------------------------------------------------------
-# CUDA kernel dispatch. The compiled plugin comes with a later change; until then every
-# call runs the reference path, with one warning when a CUDA kernel was asked for in vain.
+# CUDA kernel dispatch. The plugin (upfirdn2d.cpp/.cu/.h) is built by custom_ops at the
+# first call on a CUDA tensor; a failed build leaves the reason in _plugin_error.
 
 _plugin = None                  # Compiled CUDA extension, None while not built.
-_warned_no_cuda = False         # Whether the reference-path fallback warning was shown.
+_plugin_error = None            # custom_ops.PluginError of a failed build, None otherwise.
+_KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_IMPLS = ('auto', 'cuda', 'ref')
 _CPU_CHANNELS_LAST_MAX_C = 8    # Up to this many channels, CPU passes run in channels_last.
 
 #----------------------------------------------------------------------------
-# Whether the CUDA kernel can run on tensor x.
+# Builds or loads the plugin once per process; True when it is usable.
 
-def _cuda_available(x):
-    return _plugin is not None and x.device.type == 'cuda'
+def _init():
+    global _plugin, _plugin_error
+    if _plugin is None and _plugin_error is None:
+        try:
+            _plugin = custom_ops.get_plugin('upfirdn2d_plugin', sources=['upfirdn2d.cpp', 'upfirdn2d.cu'],
+                headers=['upfirdn2d.h'], source_dir=os.path.dirname(__file__))
+        except custom_ops.PluginError as err:
+            _plugin_error = err
+    return _plugin is not None
 
 #----------------------------------------------------------------------------
-# Checks `impl` and warns once when a CUDA tensor has to use the reference path.
+# Whether the CUDA kernel can run on tensor x (builds the plugin on first use).
+
+def _cuda_available(x):
+    return x.device.type == 'cuda' and x.dtype in _KERNEL_DTYPES and _init()
+
+#----------------------------------------------------------------------------
+# Checks `impl` and decides the path: True = CUDA kernel, False = reference.
+# 'auto' falls back to the reference (the failed build warned once); 'cuda' on a CUDA
+# tensor raises when the kernel cannot run; CPU tensors always take the reference.
 
 def _check_impl(impl, x):
-    global _warned_no_cuda
-    if impl not in ('ref', 'cuda'):
-        raise ValueError(f"upfirdn2d: impl must be 'ref' or 'cuda', got {impl!r}")
-    if impl == 'cuda' and x.device.type == 'cuda' and not _cuda_available(x) and not _warned_no_cuda:
-        _warned_no_cuda = True
-        warnings.warn('upfirdn2d: no CUDA kernel is available; using the reference PyTorch path '
-            '(slower, same results).', RuntimeWarning, stacklevel=3)
+    if impl not in _IMPLS:
+        raise ValueError(f"upfirdn2d: impl must be 'auto', 'cuda' or 'ref', got {impl!r}")
+    if impl == 'ref' or not isinstance(x, torch.Tensor) or x.device.type != 'cuda':
+        return False
+    if _cuda_available(x):
+        return True
+    if impl == 'cuda':
+        why = (f'the kernel supports float32, float16 and bfloat16, not {x.dtype}' if x.dtype not in _KERNEL_DTYPES
+            else f'the plugin is not available:\n{_plugin_error}')
+        raise RuntimeError(f"upfirdn2d: impl='cuda' was asked for, but {why}")
+    return False
 
 #----------------------------------------------------------------------------
 # Whether v is an integer (Python or numpy, but not bool).
@@ -135,7 +158,7 @@ def setup_filter(f, device=torch.device('cpu'), normalize=True, flip_filter=Fals
 #----------------------------------------------------------------------------
 # The general op.
 
-def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl='cuda'):
+def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl='auto'):
     """Up-samples, pads, FIR-filters and down-samples a batch of 2-D images.
 
     Per axis: insert up-1 zeros after each pixel, pad with zeros (negative padding
@@ -151,28 +174,25 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl='cu
         padding:     Padding in up-sampled pixels: int, [x, y] or [x0, x1, y0, y1].
         flip_filter: False = true convolution, True = correlation (unflipped taps).
         gain:        Overall gain; the filter is scaled by gain ** (f.ndim / 2).
-        impl:        'cuda' (CUDA kernel for CUDA tensors when built, else reference)
-                     or 'ref'.
+        impl:        'auto' (CUDA kernel for CUDA tensors when it builds, else the
+                     reference path after one warning), 'cuda' (as 'auto', but an
+                     error when a CUDA tensor cannot use the kernel) or 'ref'.
 
     Returns:
         Tensor [N, C, out_h, out_w] with the dtype and memory format of x.
     """
-    _check_impl(impl, x)
+    if _check_impl(impl, x) and not (isinstance(f, torch.Tensor) and f.requires_grad):
+        _check_args(x, f, up, down, padding)
+        if f is None:
+            f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
+        return _upfirdn2d_cuda(up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain).apply(x, f)
     return _upfirdn2d_ref(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
 
 #----------------------------------------------------------------------------
 # Reference implementation in plain PyTorch (the specification of upfirdn2d).
 
 def _upfirdn2d_ref(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
-    if not isinstance(x, torch.Tensor) or x.ndim != 4:
-        raise ValueError(f'upfirdn2d: x must be a 4-D tensor [N, C, H, W], got '
-            f'{list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}')
-    fw, fh = _get_filter_size(f)
-    upx, upy = _parse_scaling(up)
-    downx, downy = _parse_scaling(down)
-    px0, px1, py0, py1 = _parse_padding(padding)
-    out_w = _output_size(x.shape[3], upx, px0, px1, fw, downx, 'width')
-    out_h = _output_size(x.shape[2], upy, py0, py1, fh, downy, 'height')
+    upx, upy, downx, downy, px0, px1, py0, py1, out_h, out_w = _check_args(x, f, up, down, padding)
 
     # Filter in the dtype of x, scaled, as 2-D kernels for one or two passes.
     if f is None:
@@ -199,6 +219,21 @@ def _upfirdn2d_ref(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
         y = _upfirdn_pass(y, f[:, np.newaxis], 1, upy, 1, downy, 0, 0, py0, py1)
     assert y.shape[2:] == (out_h, out_w)
     return y.contiguous() if via_channels_last else y
+
+#----------------------------------------------------------------------------
+# Checks the arguments of upfirdn2d; returns the parsed factors, padding and output size.
+
+def _check_args(x, f, up, down, padding):
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise ValueError(f'upfirdn2d: x must be a 4-D tensor [N, C, H, W], got '
+            f'{list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}')
+    fw, fh = _get_filter_size(f)
+    upx, upy = _parse_scaling(up)
+    downx, downy = _parse_scaling(down)
+    px0, px1, py0, py1 = _parse_padding(padding)
+    out_w = _output_size(x.shape[3], upx, px0, px1, fw, downx, 'width')
+    out_h = _output_size(x.shape[2], upy, py0, py1, fh, downy, 'height')
+    return upx, upy, downx, downy, px0, px1, py0, py1, out_h, out_w
 
 #----------------------------------------------------------------------------
 # Output length of one axis; a clear error when nothing would be left.
@@ -256,7 +291,7 @@ def _upfirdn_pass(x, g, upx, upy, downx, downy, px0, px1, py0, py1):
 #----------------------------------------------------------------------------
 # Filters images with a FIR filter, keeping their size (plus the given padding).
 
-def filter2d(x, f, padding=0, flip_filter=False, gain=1, impl='cuda'):
+def filter2d(x, f, padding=0, flip_filter=False, gain=1, impl='auto'):
     """Filters a batch of 2-D images, output size = input size + padding.
 
     Args:
@@ -265,7 +300,7 @@ def filter2d(x, f, padding=0, flip_filter=False, gain=1, impl='cuda'):
         padding:     Extra padding: int, [x, y] or [x0, x1, y0, y1].
         flip_filter: False = convolution, True = correlation.
         gain:        Overall gain.
-        impl:        'cuda' or 'ref', as for upfirdn2d().
+        impl:        'auto', 'cuda' or 'ref', as for upfirdn2d().
 
     Returns:
         Tensor [N, C, H + py0 + py1, W + px0 + px1].
@@ -278,7 +313,7 @@ def filter2d(x, f, padding=0, flip_filter=False, gain=1, impl='cuda'):
 #----------------------------------------------------------------------------
 # Up-samples images with a FIR interpolation filter.
 
-def upsample2d(x, f, up=2, padding=0, flip_filter=False, gain=1, impl='cuda'):
+def upsample2d(x, f, up=2, padding=0, flip_filter=False, gain=1, impl='auto'):
     """Up-samples a batch of 2-D images by `up` with the interpolation filter f.
 
     The filter gain is multiplied by upx * upy, so a normalised filter keeps the mean
@@ -291,7 +326,7 @@ def upsample2d(x, f, up=2, padding=0, flip_filter=False, gain=1, impl='cuda'):
         padding:     Extra padding: int, [x, y] or [x0, x1, y0, y1].
         flip_filter: False = convolution, True = correlation.
         gain:        Overall gain (before the upx * upy factor).
-        impl:        'cuda' or 'ref', as for upfirdn2d().
+        impl:        'auto', 'cuda' or 'ref', as for upfirdn2d().
 
     Returns:
         Tensor [N, C, H * upy + py0 + py1, W * upx + px0 + px1].
@@ -305,7 +340,7 @@ def upsample2d(x, f, up=2, padding=0, flip_filter=False, gain=1, impl='cuda'):
 #----------------------------------------------------------------------------
 # Down-samples images after a FIR anti-aliasing filter.
 
-def downsample2d(x, f, down=2, padding=0, flip_filter=False, gain=1, impl='cuda'):
+def downsample2d(x, f, down=2, padding=0, flip_filter=False, gain=1, impl='auto'):
     """Down-samples a batch of 2-D images by `down` after filtering with f.
 
     Args:
@@ -315,7 +350,7 @@ def downsample2d(x, f, down=2, padding=0, flip_filter=False, gain=1, impl='cuda'
         padding:     Extra padding: int, [x, y] or [x0, x1, y0, y1].
         flip_filter: False = convolution, True = correlation.
         gain:        Overall gain.
-        impl:        'cuda' or 'ref', as for upfirdn2d().
+        impl:        'auto', 'cuda' or 'ref', as for upfirdn2d().
 
     Returns:
         Tensor [N, C, (H + py0 + py1) // downy, (W + px0 + px1) // downx] (for even sizes).
@@ -325,5 +360,66 @@ def downsample2d(x, f, down=2, padding=0, flip_filter=False, gain=1, impl='cuda'
     fw, fh = _get_filter_size(f)
     p = [px0 + (fw - downx + 1) // 2, px1 + (fw - downx) // 2, py0 + (fh - downy + 1) // 2, py1 + (fh - downy) // 2]
     return upfirdn2d(x, f, down=down, padding=p, flip_filter=flip_filter, gain=gain, impl=impl)
+
+#----------------------------------------------------------------------------
+# CUDA path: an autograd.Function per argument tuple. Its gradient is upfirdn2d of the
+# output gradient with up and down swapped, the filter reversed and the padding chosen
+# so the result has the input's size; that is the same Function class family, so
+# gradients of gradients run on the kernel too. The filter gets no gradient.
+
+_upfirdn2d_cuda_cache = dict()
+
+def _upfirdn2d_cuda(up=1, down=1, padding=0, flip_filter=False, gain=1):
+    upx, upy = _parse_scaling(up)
+    downx, downy = _parse_scaling(down)
+    px0, px1, py0, py1 = _parse_padding(padding)
+    key = (upx, upy, downx, downy, px0, px1, py0, py1, bool(flip_filter), float(gain))
+    if key in _upfirdn2d_cuda_cache:
+        return _upfirdn2d_cuda_cache[key]
+
+    # y = upfirdn2d(x, f); a 1-D filter runs as an x pass and a y pass.
+    class Upfirdn2dCuda(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, f):  # pylint: disable=arguments-differ
+            g = _kernel_filter(f, flip_filter, gain)
+            if g.ndim == 2:
+                y = _plugin.upfirdn2d(x, g, upx, upy, downx, downy, px0, px1, py0, py1)
+            else:
+                y = _plugin.upfirdn2d(x, g[np.newaxis, :].contiguous(), upx, 1, downx, 1, px0, px1, 0, 0)
+                y = _plugin.upfirdn2d(y, g[:, np.newaxis].contiguous(), 1, upy, 1, downy, 0, 0, py0, py1)
+            ctx.save_for_backward(f)
+            ctx.x_shape = x.shape
+            return y
+
+        @staticmethod
+        def backward(ctx, dy):  # pylint: disable=arguments-differ
+            f, = ctx.saved_tensors
+            if not ctx.needs_input_grad[0]:
+                return None, None
+            in_h, in_w = ctx.x_shape[2:]
+            out_h, out_w = dy.shape[2:]
+            fw, fh = _get_filter_size(f)
+            p = [fw - px0 - 1, in_w * upx - out_w * downx + px0 - upx + 1,
+                 fh - py0 - 1, in_h * upy - out_h * downy + py0 - upy + 1]
+            grad = _upfirdn2d_cuda(up=[downx, downy], down=[upx, upy], padding=p, flip_filter=not flip_filter, gain=gain)
+            dx = grad.apply(dy, f)
+            assert dx.shape == ctx.x_shape
+            return dx, None
+
+    _upfirdn2d_cuda_cache[key] = Upfirdn2dCuda
+    return Upfirdn2dCuda
+
+#----------------------------------------------------------------------------
+# The filter as the kernel wants it: float32, contiguous, scaled by gain ** (ndim / 2),
+# flipped unless flip_filter (the kernel correlates); a 0-d filter becomes [1, 1].
+
+def _kernel_filter(f, flip_filter, gain):
+    g = f.to(torch.float32)
+    if g.ndim == 0:
+        g = g.reshape(1, 1)
+    g = g * (gain ** (g.ndim / 2))
+    if not flip_filter:
+        g = g.flip(list(range(g.ndim)))
+    return g.contiguous()
 
 #----------------------------------------------------------------------------
