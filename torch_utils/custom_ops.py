@@ -125,11 +125,17 @@ def source_hash(paths):
     return md5.hexdigest()
 
 #----------------------------------------------------------------------------
+# Folder holding the build folders: $TORCH_UTILS_BUILD_DIR, else torch_utils_plugins in
+# torch's extension root ($TORCH_EXTENSIONS_DIR or ~/.cache/torch_extensions).
+
+def get_build_root():
+    return os.environ.get(BUILD_DIR_ENV) or os.path.join(torch.utils.cpp_extension.get_default_build_root(), 'torch_utils_plugins')
+
+#----------------------------------------------------------------------------
 # Build folder of a module with the given source hash.
 
 def get_build_dir(module_name, digest):
-    root = os.environ.get(BUILD_DIR_ENV) or os.path.join(torch.utils.cpp_extension.get_default_build_root(), 'torch_utils_plugins')
-    return os.path.join(root, f'{module_name}-{digest[:16]}')
+    return os.path.join(get_build_root(), f'{module_name}-{digest[:16]}')
 
 #----------------------------------------------------------------------------
 # Under the folder's lock: build unless a finished build is there, then load.
