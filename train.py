@@ -121,7 +121,6 @@ def main(ctx, **opts):
         click.echo(json.dumps(c, indent=2))
         return
     if torchrun is None:
-        launch.print_summary(c, run_dir)
         run_dir = launch.make_run_dir(opts.outdir, desc, c, run_dir)
         launch.launch_training(c, run_dir)
         return
@@ -129,7 +128,6 @@ def main(ctx, **opts):
     # Under torchrun every process runs this script; rank 0 decides the options and the run directory.
     rank, local_rank, _world_size = launch.init_torchrun(c.device)
     if rank == 0:
-        launch.print_summary(c, run_dir)
         run_dir = launch.make_run_dir(opts.outdir, desc, c, run_dir)
     c = launch.broadcast_object(c if rank == 0 else None, rank)
     launch.run_torchrun_rank(c, rank, local_rank)

@@ -118,16 +118,16 @@ def make_run_dir(outdir, desc, c, run_dir=None):
 def print_summary(c, run_dir):
     print()
     print('Training options:')
-    print(json.dumps(c, indent=2))
+    print(json.dumps({key: value for key, value in c.items() if key not in ('abort_fn', 'progress_fn')}, indent=2))
     print()
-    print(f'Output directory:    {run_dir or "(new run directory)"}')
+    print(f'Output directory:    {run_dir}')
     print(f'Continue from state: {c.get("resume_state")}')
     print(f'Number of processes: {c.num_gpus} on {c.device}')
     print(f'Batch size:          {c.batch_size} images ({c.batch_gpu} per process per step)')
     print(f'Training duration:   {c.total_kimg} kimg')
-    print(f'Dataset path:        {c.training_set_kwargs.path}')
-    print(f'Dataset resolution:  {c.training_set_kwargs.resolution}')
-    print(f'Dataset labels:      {c.training_set_kwargs.use_labels}')
+    print(f'Dataset path:        {c["training_set_kwargs"].get("path")}')
+    print(f'Dataset resolution:  {c["training_set_kwargs"].get("resolution")}')
+    print(f'Dataset labels:      {c["training_set_kwargs"].get("use_labels")}')
     print()
 
 #----------------------------------------------------------------------------
@@ -147,6 +147,8 @@ def _run_rank(rank, local_rank, c):
     sync_device = torch.device('cuda', local_rank) if c.num_gpus > 1 and c.device == 'cuda' else None
     training_stats.init_multiprocessing(rank=rank, sync_device=sync_device)
     logger = dnnlib.util.Logger(os.path.join(c.run_dir, 'log.txt'), file_mode='a') if rank == 0 else None
+    if rank == 0:
+        print_summary(c, c.run_dir)
     try:
         training_loop.training_loop(rank=rank, **c)
     except training_loop.TrainingDivergedError as e:

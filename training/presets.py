@@ -56,8 +56,8 @@ def stylegan2_config(cfg, resolution, gpus):
         channel_max=spec.cmax, num_fp16_res=4, conv_clamp=256,
         block_kwargs=dnnlib.EasyDict(), mapping_kwargs=dnnlib.EasyDict(),
         epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=spec.mbstd))
-    c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=spec.lrate, betas=[0, 0.99], eps=1e-8)
-    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=spec.lrate, betas=[0, 0.99], eps=1e-8)
+    c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=spec.lrate, betas=[0.0, 0.99], eps=1e-8)
+    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=spec.lrate, betas=[0.0, 0.99], eps=1e-8)
     c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=spec.gamma)
     c.total_kimg = spec.kimg
     c.batch_size = spec.mb
@@ -90,8 +90,8 @@ def biggan_config(cfg, resolution, gpus):
         ch=spec['ch'], attn_res=list(spec['attn_res']), mybn=True)
     c.D_kwargs = dnnlib.EasyDict(class_name='training.networks_biggan.Discriminator', ch=spec['ch'],
         attn_res=list(spec['attn_res']))
-    c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=1e-4, betas=[0, 0.999], eps=1e-6)
-    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=4e-4, betas=[0, 0.999], eps=1e-6)
+    c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=1e-4, betas=[0.0, 0.999], eps=1e-6)
+    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=4e-4, betas=[0.0, 0.999], eps=1e-6)
     c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.HingeLoss', r1_gamma=0)
     c.total_kimg = spec['kimg']
     c.batch_size = max(spec['mb'], gpus)

@@ -103,6 +103,8 @@ def _make_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interva
     for name, module, opt_kwargs, reg_interval, every in [('G', G, G_opt_kwargs, G_reg_interval, D_steps_per_G),
                                                           ('D', D, D_opt_kwargs, D_reg_interval, 1)]:
         opt_kwargs = dnnlib.EasyDict(opt_kwargs)
+        if 'betas' in opt_kwargs:
+            opt_kwargs.betas = tuple(float(beta) for beta in opt_kwargs.betas) # Adam rejects mixed int/float.
         if reg_interval is None:
             opt = dnnlib.util.construct_class_by_name(params=module.parameters(), **opt_kwargs)
             phases.append(dnnlib.EasyDict(name=name + 'both', module=module, opt=opt, interval=every))
@@ -110,7 +112,7 @@ def _make_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interva
         mb_ratio = reg_interval / (reg_interval + 1)
         opt_kwargs.lr = opt_kwargs.lr * mb_ratio
         if 'betas' in opt_kwargs:
-            opt_kwargs.betas = [beta ** mb_ratio for beta in opt_kwargs.betas]
+            opt_kwargs.betas = tuple(beta ** mb_ratio for beta in opt_kwargs.betas)
         opt = dnnlib.util.construct_class_by_name(params=module.parameters(), **opt_kwargs)
         phases.append(dnnlib.EasyDict(name=name + 'main', module=module, opt=opt, interval=every))
         phases.append(dnnlib.EasyDict(name=name + 'reg', module=module, opt=opt, interval=reg_interval * every))
