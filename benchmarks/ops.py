@@ -1,6 +1,7 @@
 # Timings of the custom ops (torch_utils.ops): milliseconds per call, forward only and
 # forward + backward, as a Markdown table. Median and minimum over --repeat calls after
-# two warm-up calls. Indented rows are alternatives to the op above them.
+# two warm-up calls. Indented rows are alternatives to the op above them; on CUDA they
+# include the reference path (impl='ref') of the ops that have a CUDA plugin.
 #
 #   python benchmarks/ops.py [--device cpu|cuda] [--repeat 10] [--threads N] [--only NAME]
 
@@ -85,6 +86,17 @@ def check_alternatives(device):
         torch.testing.assert_close(alt(x, f), op(x, f), msg=f'{alt.__name__} differs from {op.__name__}')
 
 #----------------------------------------------------------------------------
+# Which path the ops take by default on the device (builds the CUDA plugins if needed).
+
+def describe_path(device):
+    if device.type != 'cuda':
+        return 'reference PyTorch path (CPU)'
+    probe = torch.zeros(1, device=device)
+    paths = [f'{m.__name__.split(".")[-1]}: {"CUDA plugin" if m._cuda_available(probe) else "reference (plugin failed)"}'
+        for m in (bias_act, upfirdn2d)]
+    return ', '.join(paths)
+
+#----------------------------------------------------------------------------
 # Affine sampling grid close to the identity, as ADA's geometric augmentations make.
 
 def make_grid(batch, size, device):
@@ -100,8 +112,14 @@ def make_cases(device):
     rand = lambda *shape: torch.randn(*shape, generator=gen).to(device)
     f = upfirdn2d.setup_filter([1, 3, 3, 1], device=device)
     w3 = rand(64, 64, 3, 3)
+    on_cuda = device.type == 'cuda'  # On the CPU impl='ref' is what the default runs anyway.
+    xb = [rand(8, 512, 32, 32), rand(512)]
     cases = [
-        ('bias_act lrelu', '8x512x32x32', lambda x, b: bias_act.bias_act(x, b, act='lrelu'), [rand(8, 512, 32, 32), rand(512)]),
+        ('bias_act lrelu', '8x512x32x32', lambda x, b: bias_act.bias_act(x, b, act='lrelu'), xb),
+        *([("  impl='ref'", '8x512x32x32', lambda x, b: bias_act.bias_act(x, b, act='lrelu', impl='ref'), xb),
+           ('bias_act lrelu fp16', '8x512x32x32', lambda x, b: bias_act.bias_act(x, b, act='lrelu', clamp=256), [t.half() for t in xb]),
+           ("  impl='ref'", '8x512x32x32', lambda x, b: bias_act.bias_act(x, b, act='lrelu', clamp=256, impl='ref'), [t.half() for t in xb])]
+          if on_cuda else []),
         ('fma', '4x512x32x32', fma.fma, [rand(4, 512, 32, 32), rand(4, 512, 1, 1), rand(4, 1, 32, 32)]),
     ]
     for size, channels in [(64, 64), (256, 32)]:
@@ -109,10 +127,12 @@ def make_cases(device):
         shape = f'4x{channels}x{size}x{size}'
         cases += [
             ('upsample2d [1,3,3,1]', shape, lambda x: upfirdn2d.upsample2d(x, f), [x]),
+            *([("  impl='ref'", shape, lambda x: upfirdn2d.upsample2d(x, f, impl='ref'), [x])] if on_cuda else []),
             ('  naive zero-stuff + conv', shape, lambda x: naive_upsample2d(x, f), [x]),
             ('  depthwise conv_transpose2d', shape, lambda x: transposed_upsample2d(x, f), [x]),
             ('  channels_last input', shape, lambda x: upfirdn2d.upsample2d(x, f), [x.to(memory_format=torch.channels_last)]),
             ('downsample2d [1,3,3,1]', shape, lambda x: upfirdn2d.downsample2d(x, f), [x]),
+            *([("  impl='ref'", shape, lambda x: upfirdn2d.downsample2d(x, f, impl='ref'), [x])] if on_cuda else []),
             ('  naive conv + subsample', shape, lambda x: naive_downsample2d(x, f), [x]),
         ]
     x = rand(4, 64, 64, 64)
@@ -171,6 +191,7 @@ def main(device, repeat, threads, only):
     name = torch.cuda.get_device_name() if device == 'cuda' else (platform.processor() or platform.machine())
     check_alternatives(torch.device(device))
     print(f'torch {torch.__version__}, device {device} ({name}), threads {torch.get_num_threads()}, median of {repeat}')
+    print(f'default path of bias_act / upfirdn2d: {describe_path(torch.device(device))}')
     print()
     print('| op | input | forward ms, median (min) | forward+backward ms, median (min) |')
     print('|---|---|---:|---:|')
