@@ -75,13 +75,25 @@ def test_hash_follows_contents(tmp_path):
     assert custom_ops.source_hash(paths) == digest
     write_sources(tmp_path, cpp='int f() { return 2; }')
     assert custom_ops.source_hash(paths) != digest
-    write_sources(tmp_path, header='#pragma once // changed')
-    assert custom_ops.source_hash(paths) not in (digest,)
+    digest2 = custom_ops.source_hash(paths)
+    write_sources(tmp_path, cpp='int f() { return 2; }', header='#pragma once // changed')
+    assert custom_ops.source_hash(paths) not in (digest, digest2)
     dirs = {custom_ops.get_build_dir('op_plugin', custom_ops.source_hash(paths))}
     write_sources(tmp_path)
     dirs.add(custom_ops.get_build_dir('op_plugin', custom_ops.source_hash(paths)))
     assert len(dirs) == 2 and all(os.path.basename(d).startswith('op_plugin-') for d in dirs)
     assert all(d.startswith(str(tmp_path / 'builds')) for d in dirs)
+
+#----------------------------------------------------------------------------
+# The hash also follows the build options and the target GPU architectures.
+
+def test_hash_follows_options(tmp_path, monkeypatch):
+    paths = [os.path.join(write_sources(tmp_path), 'op.cpp')]
+    monkeypatch.setenv('TORCH_CUDA_ARCH_LIST', '8.0')
+    digest = custom_ops.source_hash(paths)
+    assert custom_ops.source_hash(paths, dict(extra_cuda_cflags=['-O3'])) != digest
+    monkeypatch.setenv('TORCH_CUDA_ARCH_LIST', '9.0')
+    assert custom_ops.source_hash(paths) != digest
 
 #----------------------------------------------------------------------------
 # First call builds, later calls in the process use the cache; a new process (cache
@@ -100,7 +112,7 @@ def test_build_once_then_load(tmp_path, monkeypatch):
     assert not os.path.exists(os.path.join(build_dir, 'build.lock'))
 
     monkeypatch.setattr(custom_ops, '_cached_plugins', dict())
-    assert custom_ops.get_plugin('op_plugin', **kwargs)['kind'] == 'loaded'
+    assert custom_ops.get_plugin('op_plugin', extra_cflags=['-O2'], **kwargs)['kind'] == 'loaded'
     assert len(tools.builds) == 1 and tools.loads == [build_dir]
 
 #----------------------------------------------------------------------------

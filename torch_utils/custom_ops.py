@@ -105,7 +105,7 @@ def _get_plugin_uncached(module_name, sources, headers, source_dir, builder, loa
     builder = builder or _ninja_builder
     loader = loader or _import_from_build_dir
 
-    build_dir = get_build_dir(module_name, source_hash(paths))
+    build_dir = get_build_dir(module_name, source_hash(paths, build_kwargs))
     try:
         return build_or_load(module_name, paths, len(sources), build_dir, builder, loader, build_kwargs)
     except (LockTimeoutError, OSError, RuntimeError, ImportError, subprocess.SubprocessError) as err:
@@ -113,16 +113,28 @@ def _get_plugin_uncached(module_name, sources, headers, source_dir, builder, loa
         raise PluginError(_failure_message(module_name, 'the build or import failed', details)) from err
 
 #----------------------------------------------------------------------------
-# md5 of the file contents plus the torch and CUDA versions the build depends on.
+# md5 of the file contents plus what else the binary depends on: the torch and CUDA
+# versions, the target GPU architectures and the build options.
 
-def source_hash(paths):
+def source_hash(paths, build_kwargs=None):
     md5 = hashlib.md5()
     for path in paths:
         md5.update(os.path.basename(path).encode() + b'\0')
         with open(path, 'rb') as f:
             md5.update(f.read() + b'\0')
-    md5.update(f'torch={torch.__version__} cuda={torch.version.cuda}'.encode())
+    md5.update(f'torch={torch.__version__} cuda={torch.version.cuda} archs={_target_archs()}'.encode())
+    md5.update(repr(sorted((build_kwargs or dict()).items())).encode())
     return md5.hexdigest()
+
+#----------------------------------------------------------------------------
+# GPU architectures the build targets: $TORCH_CUDA_ARCH_LIST, else the visible GPUs'.
+
+def _target_archs():
+    if os.environ.get('TORCH_CUDA_ARCH_LIST'):
+        return os.environ['TORCH_CUDA_ARCH_LIST']
+    if torch.version.cuda is None or not torch.cuda.is_available():
+        return ''
+    return ','.join(sorted({'%d.%d' % torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())}))
 
 #----------------------------------------------------------------------------
 # Folder holding the build folders: $TORCH_UTILS_BUILD_DIR, else torch_utils_plugins in
