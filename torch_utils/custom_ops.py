@@ -16,6 +16,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -97,15 +98,14 @@ def _get_plugin_uncached(module_name, sources, headers, source_dir, builder, loa
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise PluginError(f'Cannot build the CUDA plugin {module_name}: source files not found: {missing}.')
-    custom = builder is not None
-    if not custom:
+    # The toolchain matters only when a build is needed.
+    build_dir = get_build_dir(module_name, source_hash(paths, build_kwargs))
+    if builder is None and not os.path.isfile(os.path.join(build_dir, DONE_MARKER)):
         problems = find_toolchain_problems()
         if problems:
             raise PluginError(_failure_message(module_name, 'the CUDA toolchain is not usable', problems))
     builder = builder or _ninja_builder
     loader = loader or _import_from_build_dir
-
-    build_dir = get_build_dir(module_name, source_hash(paths, build_kwargs))
     try:
         return build_or_load(module_name, paths, len(sources), build_dir, builder, loader, build_kwargs)
     except (LockTimeoutError, OSError, RuntimeError, ImportError, subprocess.SubprocessError) as err:
@@ -275,6 +275,7 @@ def pid_alive(pid):
 
 def _ninja_builder(module_name, sources, build_dir, **build_kwargs):
     verbose = os.environ.get(VERBOSE_ENV, '') == '1'
+    print(f'Building the CUDA plugin {module_name} in {build_dir} (first use; about a minute)...', file=sys.stderr, flush=True)
     return torch.utils.cpp_extension.load(name=module_name, sources=sources, build_directory=build_dir,
         verbose=verbose, **build_kwargs)
 
