@@ -13,6 +13,8 @@ Examples:
   python train.py --outdir=training-runs --resume=training-runs/00003-mnist32-cond-small --kimg=200
 """
 
+import copy
+import inspect
 import json
 import os
 
@@ -98,6 +100,12 @@ def _list_classes(ctx, _param, value):
 def main(ctx, **opts):
     """Train a GAN (StyleGAN2 with ADA, or BigGAN) on a dataset made by dataset_tool.py.
 
+    \b
+    python train.py --outdir=runs --data=mnist32.zip --cfg=small --cond=1 --device=cpu --kimg=100
+    python train.py --outdir=runs --data=ffhq256.zip --cfg=paper256 --gpus=8 --mirror=1
+    python train.py --outdir=runs --resume=runs/00003-mnist32-small-gpus1-batch32-cond-gamma0.05 --kimg=200
+    torchrun --nproc_per_node=8 train.py --outdir=runs --data=ffhq256.zip --cfg=paper256
+
     See docs/training.md for the configurations and every option.
     """
     opts = dnnlib.EasyDict(opts)
@@ -142,11 +150,14 @@ def resolve_options(opts, explicit):
     data_kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=opts.data,
         use_labels=bool(opts.cond), max_size=opts.subset, xflip=bool(opts.mirror))
     try:
-        data = dnnlib.util.construct_class_by_name(**data_kwargs)
+        data = dnnlib.util.construct_class_by_name(**dict(data_kwargs, use_labels=False))
     except dataset_module.DatasetError as e:
         raise ValueError(f'--data: {e}') from None
-    if opts.cond and not data.has_labels:
-        raise ValueError(f'--cond=1 needs labels, but {opts.data} has no dataset.json labels.')
+    if opts.cond:
+        try:
+            data = dnnlib.util.construct_class_by_name(**data_kwargs)
+        except dataset_module.DatasetError as e:
+            raise ValueError(f'--cond=1 needs labels: {e}') from None
     data_kwargs.resolution = data.resolution
     data_kwargs.max_size = len(data) // (2 if opts.mirror else 1)
 
@@ -164,7 +175,15 @@ def resolve_options(opts, explicit):
     _apply_augmentation(c, opts)
     _apply_performance(c, opts, device)
     _apply_resume_pkl(c, opts)
+    _fill_loop_defaults(c)
     return c, launch.describe(data.name, opts, c)
+
+# Every other argument of training_loop at its default, so that training_options.json is complete.
+def _fill_loop_defaults(c):
+    from training import training_loop
+    for name, param in inspect.signature(training_loop.training_loop).parameters.items():
+        if name not in ('rank', 'abort_fn', 'progress_fn') and name not in c:
+            c[name] = copy.deepcopy(param.default)
 
 def _check_metrics(names):
     valid = _metric_names()

@@ -1,0 +1,221 @@
+# train.py's command line: every --cfg resolves to classes and keyword arguments that exist, the
+# published hyper-parameters, --help kept in docs/train-help.txt, and one-line errors for bad options.
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+
+import click.testing
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+import dnnlib
+import train
+from torch_utils import persistence
+from training import presets
+from training import training_loop
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#----------------------------------------------------------------------------
+# Datasets: 16x16 RGB with three classes, and the same without dataset.json.
+
+def make_dataset(path, num_images=8, resolution=16, labels=True):
+    os.makedirs(path, exist_ok=True)
+    rnd = np.random.RandomState(1)
+    for i in range(num_images):
+        PIL.Image.fromarray(rnd.randint(0, 256, size=[resolution, resolution, 3], dtype=np.uint8)).save(os.path.join(path, f'{i}.png'))
+    if labels:
+        with open(os.path.join(path, 'dataset.json'), 'w') as f:
+            json.dump(dict(labels=[[f'{i}.png', i % 3] for i in range(num_images)]), f)
+    return str(path)
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp('data') / 'labelled')
+
+@pytest.fixture(scope='module')
+def data_nolabels(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp('data') / 'plain', labels=False)
+
+def invoke(args):
+    return click.testing.CliRunner().invoke(train.main, [str(a) for a in args])
+
+def dry_run(args):
+    result = invoke(list(args) + ['--dry-run'])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output, object_hook=dnnlib.EasyDict)
+
+#----------------------------------------------------------------------------
+# Every class_name of a config resolves, and its kwargs bind to the constructor's signature. Nested
+# *_kwargs dicts bind to the named sub-part; what a **kwargs forwards binds to the next class down.
+
+SUB_PARTS = {
+    'training.networks.Generator': dict(mapping_kwargs=['training.networks.MappingNetwork'],
+        synthesis_kwargs=['training.networks.SynthesisNetwork', 'training.networks.SynthesisBlock', 'training.networks.SynthesisLayer']),
+    'training.networks.Discriminator': dict(block_kwargs=['training.networks.DiscriminatorBlock'],
+        mapping_kwargs=['training.networks.MappingNetwork'], epilogue_kwargs=['training.networks.DiscriminatorEpilogue']),
+    'training.dataset.ImageFolderDataset': dict(),
+}
+FORWARDS = {'training.dataset.ImageFolderDataset': ['training.dataset.Dataset']}
+
+# Signature of a class's constructor; persistent classes report their wrapper's (*args, **kwargs),
+# so the original class (the next in the MRO) is asked.
+def constructor_signature(name):
+    obj = dnnlib.util.get_obj_by_name(name)
+    if isinstance(obj, type) and persistence.is_persistent(obj):
+        obj = obj.__mro__[1]
+    return inspect.signature(obj)
+
+def bind_chain(names, kwargs):
+    kwargs = dict(kwargs)
+    for name in names:
+        signature = constructor_signature(name)
+        params = signature.parameters
+        named = {k: v for k, v in kwargs.items() if k in params and params[k].kind != inspect.Parameter.VAR_KEYWORD}
+        signature.bind_partial(**named)
+        kwargs = {k: v for k, v in kwargs.items() if k not in named}
+        if not any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            break
+    assert not kwargs, f'{names}: unknown keyword arguments {sorted(kwargs)}'
+
+def check_class_kwargs(kwargs):
+    kwargs = dict(kwargs)
+    name = kwargs.pop('class_name')
+    for key, chain in SUB_PARTS.get(name, {}).items():
+        bind_chain(chain, kwargs.pop(key, {}))
+    bind_chain([name] + FORWARDS.get(name, []), kwargs)
+
+@pytest.mark.parametrize('cfg', list(presets.configs))
+def test_every_cfg_resolves(tmp_path, data, cfg):
+    c = dry_run([f'--outdir={tmp_path}', f'--data={data}', f'--cfg={cfg}', '--cond=1', '--device=cpu'])
+    inspect.signature(training_loop.training_loop).bind_partial(**c) # Exactly the loop's keywords.
+    assert set(c) == set(inspect.signature(training_loop.training_loop).parameters) - {'rank', 'abort_fn', 'progress_fn'}
+    for key in ('training_set_kwargs', 'G_kwargs', 'D_kwargs', 'augment_kwargs', 'loss_kwargs'):
+        check_class_kwargs(c[key])
+    for key in ('G_opt_kwargs', 'D_opt_kwargs'):
+        check_class_kwargs(dict(c[key], params=[torch.zeros([1])]))
+    assert not os.listdir(tmp_path) # A dry run creates nothing.
+
+#----------------------------------------------------------------------------
+# The published hyper-parameters (ADA paper, Appendix A; train.py of the original code), at 1 GPU.
+#   cfg: (batch, batch_gpu, mbstd group, channel_base, lr, gamma, ema_kimg, ema_rampup, mapping layers)
+
+PUBLISHED = {
+    'stylegan2': (32, 4, 4, 32768, 0.002, 10, 10, None, 8),
+    'paper256':  (64, 8, 8, 16384, 0.0025, 1, 20, None, 8),
+    'paper512':  (64, 8, 8, 32768, 0.0025, 0.5, 20, None, 8),
+    'paper1024': (32, 4, 4, 32768, 0.002, 2, 10, None, 8),
+    'cifar':     (64, 32, 32, 32768, 0.0025, 0.01, 500, 0.05, 2),
+    'auto':      (32, 32, 4, 16384, 0.0025, 0.0002 * 16 ** 2 / 32, 10, 0.05, 2), # At 16x16 on 1 GPU.
+}
+
+@pytest.mark.parametrize('cfg', list(PUBLISHED))
+def test_published_hyperparameters(tmp_path, data, cfg):
+    c = dry_run([f'--outdir={tmp_path}', f'--data={data}', f'--cfg={cfg}', '--device=cpu'])
+    batch, batch_gpu, mbstd, cbase, lr, gamma, ema, rampup, num_map = PUBLISHED[cfg]
+    assert (c.batch_size, c.batch_gpu) == (batch, min(batch_gpu, batch))
+    assert c.D_kwargs.epilogue_kwargs.mbstd_group_size == min(mbstd, c.batch_gpu)
+    assert c.G_kwargs.synthesis_kwargs.channel_base == c.D_kwargs.channel_base == cbase
+    assert c.G_opt_kwargs.lr == c.D_opt_kwargs.lr == lr and c.G_opt_kwargs.betas == [0, 0.99]
+    assert c.loss_kwargs.r1_gamma == pytest.approx(gamma, rel=1e-12)
+    assert (c.ema_kimg, c.ema_rampup, c.G_kwargs.mapping_kwargs.num_layers) == (ema, rampup, num_map)
+    assert (c.G_reg_interval, c.D_reg_interval) == (4, 16)
+    if cfg == 'cifar':
+        assert c.loss_kwargs.pl_weight == 0 and c.loss_kwargs.style_mixing_prob == 0 and c.D_kwargs.architecture == 'orig'
+
+def test_biggan_presets(tmp_path, data):
+    c = dry_run([f'--outdir={tmp_path}', f'--data={data}', '--cfg=biggan', '--cond=1', '--device=cpu', '--ch=8', '--batch=8'])
+    assert c.G_kwargs.ch == c.D_kwargs.ch == 8 and c.G_kwargs.mybn is True
+    assert (c.G_opt_kwargs.lr, c.D_opt_kwargs.lr, c.G_opt_kwargs.betas) == (1e-4, 4e-4, [0, 0.999])
+    assert (c.D_steps_per_G, c.G_reg_interval, c.D_reg_interval) == (2, None, None)
+    assert c.loss_kwargs.class_name == 'training.loss.HingeLoss' and c.standing_stats_batches > 0
+
+# Options reach the resolved config.
+def test_overrides(tmp_path, data):
+    c = dry_run([f'--outdir={tmp_path}', f'--data={data}', '--cfg=small', '--device=cpu', '--gpus=2', '--batch=8',
+        '--batch-gpu=2', '--kimg=3', '--tick=0.5', '--snap=7', '--seed=5', '--mirror=1', '--subset=4', '--gamma=3',
+        '--glr=0.01', '--dlr=0.02', '--ema=4', '--cbase=2048', '--cmax=64', '--map=3', '--freezed=1',
+        '--aug=fixed', '--p=0.25', '--augpipe=blit', '--workers=0'])
+    assert (c.num_gpus, c.batch_size, c.batch_gpu, c.total_kimg, c.kimg_per_tick) == (2, 8, 2, 3, 0.5)
+    assert (c.image_snapshot_ticks, c.network_snapshot_ticks, c.random_seed) == (7, 7, 5)
+    assert c.training_set_kwargs.xflip is True and c.training_set_kwargs.max_size == 4
+    assert (c.loss_kwargs.r1_gamma, c.G_opt_kwargs.lr, c.D_opt_kwargs.lr, c.ema_kimg) == (3, 0.01, 0.02, 4)
+    assert (c.D_kwargs.channel_base, c.D_kwargs.channel_max, c.G_kwargs.mapping_kwargs.num_layers) == (2048, 64, 3)
+    assert c.D_kwargs.block_kwargs.freeze_layers == 1
+    assert (c.augment_p, c.ada_target, c.augment_kwargs.xflip, c.augment_kwargs.get('brightness', 0)) == (0.25, None, 1, 0)
+    assert c.data_loader_kwargs.num_workers == 0 and c.G_kwargs.synthesis_kwargs.num_fp16_res == 0 # fp32 on CPU.
+    c = dry_run([f'--outdir={tmp_path}', f'--data={data}', '--device=cpu', '--aug=noaug', '--freeze-d=2'])
+    assert c.augment_kwargs is None and c.ada_target is None and c.D_kwargs.block_kwargs.freeze_layers == 2
+
+#----------------------------------------------------------------------------
+# --help is docs/train-help.txt; --list-classes lists what configs name.
+
+@pytest.mark.slow
+def test_help_matches_docs():
+    result = subprocess.run([sys.executable, 'train.py', '--help'], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    with open(os.path.join(ROOT, 'docs', 'train-help.txt')) as f:
+        assert result.stdout == f.read(), 'docs/train-help.txt is stale: python train.py --help > docs/train-help.txt'
+    assert max(len(line) for line in result.stdout.splitlines()) <= 100
+
+def test_list_classes():
+    result = invoke(['--list-classes'])
+    assert result.exit_code == 0, result.output
+    names = result.output.split()
+    for name in ('training.networks.Generator', 'training.networks_biggan.Discriminator', 'training.loss.StyleGAN2Loss',
+                 'training.loss.HingeLoss', 'training.augment.AugmentPipe', 'training.dataset.ImageFolderDataset'):
+        assert name in names
+    assert all(dnnlib.util.get_obj_by_name(name) is not None for name in names)
+
+#----------------------------------------------------------------------------
+# Bad options: exit code 1, one line "Error: ...", no traceback, nothing created.
+
+def assert_error(result, *fragments):
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith('Error: '), result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+@pytest.mark.parametrize('extra, fragments', [
+    (['--batch=5', '--gpus=2'], ['--batch=5', 'divisible by --gpus=2']),
+    (['--batch=8', '--batch-gpu=3'], ['multiple of --batch-gpu=3']),
+    (['--metrics=fid_bogus'], ["unknown metric 'fid_bogus'", 'fid50k_full']),
+    (['--p=0.3'], ['--p applies only with --aug=fixed']),
+    (['--aug=fixed'], ['--aug=fixed needs --p']),
+    (['--resume=/nonexistent/network.pkl'], ['/nonexistent/network.pkl is neither']),
+    (['--cfg=biggan', '--cbase=1024'], ['--cbase applies to the StyleGAN2 configs', '--ch']),
+    (['--cfg=biggan32', '--map=2'], ['--map applies to the StyleGAN2 configs']),
+    (['--cfg=small', '--ch=8'], ['--ch applies to the BigGAN configs']),
+])
+def test_bad_option(tmp_path, data, extra, fragments):
+    assert_error(invoke([f'--outdir={tmp_path}', f'--data={data}', '--device=cpu'] + extra), *fragments)
+    assert not os.path.exists(tmp_path / '00000') and not os.listdir(tmp_path)
+
+def test_bad_data(tmp_path, data_nolabels):
+    assert_error(invoke([f'--outdir={tmp_path}']), '--data is required')
+    assert_error(invoke([f'--outdir={tmp_path}', f'--data={data_nolabels}', '--cond=1']), '--cond=1 needs labels')
+    assert_error(invoke([f'--outdir={tmp_path}', f'--data={tmp_path}/missing.zip']), '--data:', 'does not exist')
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='CUDA is present')
+def test_cuda_without_cuda(tmp_path, data):
+    assert_error(invoke([f'--outdir={tmp_path}', f'--data={data}', '--device=cuda']), '--device=cuda', 'no CUDA device')
+
+# Continuing a run directory: its options are fixed; only a few may change.
+def test_continue_errors(tmp_path, data):
+    c = dry_run([f'--outdir={tmp_path}', f'--data={data}', '--cfg=small', '--device=cpu'])
+    run_dir = tmp_path / '00000-run'
+    os.makedirs(run_dir)
+    with open(run_dir / 'training_options.json', 'w') as f:
+        json.dump(c, f)
+    assert_error(invoke([f'--outdir={tmp_path}', f'--resume={run_dir}', '--cfg=auto']), '--cfg cannot change', '--kimg')
+    assert_error(invoke([f'--outdir={tmp_path}', f'--resume={run_dir}', '--kimg=5']), 'has no training-state-*.pt')
+    assert_error(invoke([f'--outdir={tmp_path}', f'--resume={tmp_path}']), 'has no training_options.json')
+
+#----------------------------------------------------------------------------
