@@ -201,6 +201,15 @@ def test_bias_act_host(host_plugins, monkeypatch, act, clamp, gain, alpha):
     run_bias_act_parity('cpu', act, clamp, gain, alpha, torch.float32, channels_last=False)
     run_bias_act_parity('cpu', act, clamp, gain, alpha, torch.float32, channels_last=True, dim=3)
 
+def test_bias_act_host_no_bias(host_plugins, monkeypatch):
+    monkeypatch.setattr(bias_act, '_plugin', host_plugins['bias_act'])
+    gen = torch.Generator().manual_seed(3)
+    x, gy, gg = [torch.randn(3, 4, 5, generator=gen) for _ in range(3)]
+    for act in ['lrelu', 'softplus', 'elu']:
+        fast = lambda x: bias_act._bias_act_cuda(dim=1, act=act, clamp=0.8).apply(x, None)
+        ref = lambda x: bias_act._bias_act_ref(x, None, act=act, clamp=0.8)
+        assert_parity(fast, ref, [x], gy, gg, TOL[torch.float32])
+
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
 def test_bias_act_host_half(host_plugins, monkeypatch, dtype):
     monkeypatch.setattr(bias_act, '_plugin', host_plugins['bias_act'])
@@ -227,6 +236,7 @@ UPFIRDN_CASES = [
     dict(up=2, down=3, padding=[-1, 2, 3, -2], taps=[1, 2, 5, 2, 1], flip_filter=True, gain=3),
     dict(up=1, down=1, padding=[-2, -1, 0, 1], taps=[[2.0]]),
     dict(up=4, down=4, padding=[3, 2, 1, 4], taps=[1, 4, 6, 4, 1, 2, 3, 1], gain=0.5),
+    dict(up=2, down=1, padding=[0, 1, 1, 0], taps=3.0),
 ]
 
 def run_upfirdn2d_parity(device, case, dtype, channels_last):
@@ -263,5 +273,30 @@ def test_upfirdn2d_host_half(host_plugins, monkeypatch, dtype):
 def test_upfirdn2d_cuda(case, dtype, channels_last):
     assert upfirdn2d._init(), str(upfirdn2d._plugin_error)
     run_upfirdn2d_parity('cuda', case, dtype, channels_last)
+
+#----------------------------------------------------------------------------
+# The public functions' CUDA branch (argument checks, bias cast, negative dim, filter
+# None, wrappers) with the host plugins standing in and _check_impl forced to "kernel".
+
+def test_public_dispatch_host(host_plugins, monkeypatch):
+    monkeypatch.setattr(bias_act, '_plugin', host_plugins['bias_act'])
+    monkeypatch.setattr(upfirdn2d, '_plugin', host_plugins['upfirdn2d'])
+    for module in [bias_act, upfirdn2d]:
+        monkeypatch.setattr(module, '_check_impl', lambda impl, x: impl != 'ref')
+    calls = []
+    monkeypatch.setattr(bias_act, '_bias_act_cuda', lambda _f=bias_act._bias_act_cuda, **kw: calls.append(kw) or _f(**kw))
+    monkeypatch.setattr(upfirdn2d, '_upfirdn2d_cuda', lambda _f=upfirdn2d._upfirdn2d_cuda, **kw: calls.append(kw) or _f(**kw))
+    gen = torch.Generator().manual_seed(4)
+    x, b = torch.randn(2, 3, 6, 5, generator=gen), torch.randn(5, dtype=torch.float64, generator=gen)
+    torch.testing.assert_close(bias_act.bias_act(x, b, dim=-1, act='selu'), bias_act._bias_act_ref(x, b, dim=-1, act='selu'))
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+    for fn in [upfirdn2d.upsample2d, upfirdn2d.downsample2d, upfirdn2d.filter2d]:
+        torch.testing.assert_close(fn(x, f), fn(x, f, impl='ref'))
+    torch.testing.assert_close(upfirdn2d.upfirdn2d(x, None, up=2), upfirdn2d._upfirdn2d_ref(x, None, up=2))
+    assert len(calls) == 5 and calls[0]['dim'] == 3
+    with pytest.raises(ValueError, match='out of range'):
+        bias_act.bias_act(x, b, dim=4)
+    with pytest.raises(ValueError, match='smaller than 1 pixel'):
+        upfirdn2d.upfirdn2d(x, f, padding=-3)
 
 #----------------------------------------------------------------------------

@@ -197,6 +197,7 @@ class BuildLock:
         self.poll_s = poll_s
         self.owner = dict(pid=os.getpid(), host=socket.gethostname(), token=uuid.uuid4().hex)
 
+    # Waits for the lock (breaking a stale one) and takes it.
     def __enter__(self):
         start = time.monotonic()
         while not self._try_create():
@@ -208,6 +209,7 @@ class BuildLock:
             time.sleep(self.poll_s)
         return self
 
+    # Releases the lock if it is still ours.
     def __exit__(self, *exc_info):
         if read_lock_owner(self.path).get('token') == self.owner['token']:
             os.unlink(self.path)

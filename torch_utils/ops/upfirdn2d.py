@@ -381,7 +381,7 @@ def _upfirdn2d_cuda(up=1, down=1, padding=0, flip_filter=False, gain=1):
     class Upfirdn2dCuda(torch.autograd.Function):
         @staticmethod
         def forward(ctx, x, f):  # pylint: disable=arguments-differ
-            g = _kernel_filter(f, flip_filter, gain)
+            g = _kernel_filter(f, flip_filter, gain, x.device)
             if g.ndim == 2:
                 y = _plugin.upfirdn2d(x, g, upx, upy, downx, downy, px0, px1, py0, py1)
             else:
@@ -410,11 +410,11 @@ def _upfirdn2d_cuda(up=1, down=1, padding=0, flip_filter=False, gain=1):
     return Upfirdn2dCuda
 
 #----------------------------------------------------------------------------
-# The filter as the kernel wants it: float32, contiguous, scaled by gain ** (ndim / 2),
-# flipped unless flip_filter (the kernel correlates); a 0-d filter becomes [1, 1].
+# The filter as the kernel wants it: float32 on `device`, contiguous, scaled by
+# gain ** (ndim / 2), flipped unless flip_filter (the kernel correlates); 0-d -> [1, 1].
 
-def _kernel_filter(f, flip_filter, gain):
-    g = f.to(torch.float32)
+def _kernel_filter(f, flip_filter, gain, device):
+    g = f.to(device=device, dtype=torch.float32)
     if g.ndim == 0:
         g = g.reshape(1, 1)
     g = g * (gain ** (g.ndim / 2))
