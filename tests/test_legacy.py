@@ -101,7 +101,7 @@ def tf_pickle_bytes():
     (pickle.dumps(dict(G_ema='x')), 'G_ema is a str'),
     (pickle.dumps(dict(G_ema=torch.nn.Linear(1, 1), training_set_kwargs=3)), 'training_set_kwargs'),
     (tf_pickle_bytes(), 'TensorFlow'),
-])
+], ids=lambda value: value if isinstance(value, str) else type(value).__name__) # Stable ids: the pickled bytes differ per process.
 def test_bad_files(tmp_path, content, match):
     path = tmp_path / 'bad.pkl'
     if content is not None:
