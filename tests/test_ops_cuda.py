@@ -147,9 +147,14 @@ def host_plugins(tmp_path_factory):
         upfirdn2d=HostUpfirdn2dPlugin(build_host_library(tmp_dir, 'upfirdn2d', UPFIRDN2D_ENTRY)))
 
 #----------------------------------------------------------------------------
-# Tolerances per dtype (the kernels compute in float32; the reference in the dtype).
+# Tolerances per dtype. The kernels compute in float32 and round their results to the
+# dtype, so for float16/bfloat16 they are compared with the reference run in float32 on
+# the same (rounded) inputs, a few roundings of the dtype apart; atol is relative to the
+# largest value of each tensor (two-pass filters round an intermediate). (The reference run in
+# float16/bfloat16 itself is further off: it rounds every intermediate, and the clamp
+# masks can differ near the bounds.)
 
-TOL = {torch.float32: dict(rtol=1e-4, atol=1e-4), torch.float16: dict(rtol=1e-2, atol=2e-2), torch.bfloat16: dict(rtol=4e-2, atol=8e-2)}
+TOL = {torch.float32: dict(rtol=1e-4, atol=1e-4), torch.float16: dict(rtol=5e-3, atol=5e-3), torch.bfloat16: dict(rtol=2e-2, atol=2e-2)}
 
 #----------------------------------------------------------------------------
 # Forward, first derivatives and second derivatives of fn(*inputs): the gradient of
@@ -165,14 +170,16 @@ def derivatives(fn, inputs, gy, gg):
     return [y, *grads] + [g if g is not None else torch.zeros_like(t) for g, t in zip(grads2, inputs + [gy])]
 
 #----------------------------------------------------------------------------
-# Compares every output of derivatives() between the fast Function and the reference.
+# Compares every output of derivatives() between the fast Function and the reference
+# (the latter in float32).
 
 def assert_parity(fast_fn, ref_fn, inputs, gy, gg, tol):
     fast = derivatives(fast_fn, inputs, gy, gg)
-    ref = derivatives(ref_fn, inputs, gy, gg)
+    ref = derivatives(ref_fn, [t.float() for t in inputs], gy.float(), gg.float())
     names = ['forward'] + [f'grad {i}' for i in range(len(inputs))] + [f'grad2 {i}' for i in range(len(inputs))] + ['grad2 dy']
     for name, a, b in zip(names, fast, ref, strict=True):
-        torch.testing.assert_close(a.float(), b.float(), **tol, msg=lambda m, name=name: f'{name}: {m}')
+        atol = tol['atol'] * max(1.0, float(b.detach().abs().max()))  # Relative to the tensor's scale.
+        torch.testing.assert_close(a.float(), b.float(), rtol=tol['rtol'], atol=atol, msg=lambda m, name=name: f'{name}: {m}')
 
 #----------------------------------------------------------------------------
 # bias_act cases: every activation, with and without clamp, gain and alpha overrides.
@@ -196,10 +203,11 @@ def run_bias_act_parity(device, act, clamp, gain, alpha, dtype, channels_last, d
     assert y.dtype == dtype and y.stride() == x.stride()
 
 @pytest.mark.parametrize('act,clamp,gain,alpha', BIAS_ACT_CASES)
-def test_bias_act_host(host_plugins, monkeypatch, act, clamp, gain, alpha):
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16])
+def test_bias_act_host(host_plugins, monkeypatch, act, clamp, gain, alpha, dtype):
     monkeypatch.setattr(bias_act, '_plugin', host_plugins['bias_act'])
-    run_bias_act_parity('cpu', act, clamp, gain, alpha, torch.float32, channels_last=False)
-    run_bias_act_parity('cpu', act, clamp, gain, alpha, torch.float32, channels_last=True, dim=3)
+    run_bias_act_parity('cpu', act, clamp, gain, alpha, dtype, channels_last=False)
+    run_bias_act_parity('cpu', act, clamp, gain, alpha, dtype, channels_last=True, dim=3)
 
 def test_bias_act_host_no_bias(host_plugins, monkeypatch):
     monkeypatch.setattr(bias_act, '_plugin', host_plugins['bias_act'])
@@ -209,12 +217,6 @@ def test_bias_act_host_no_bias(host_plugins, monkeypatch):
         fast = lambda x: bias_act._bias_act_cuda(dim=1, act=act, clamp=0.8).apply(x, None)
         ref = lambda x: bias_act._bias_act_ref(x, None, act=act, clamp=0.8)
         assert_parity(fast, ref, [x], gy, gg, TOL[torch.float32])
-
-@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
-def test_bias_act_host_half(host_plugins, monkeypatch, dtype):
-    monkeypatch.setattr(bias_act, '_plugin', host_plugins['bias_act'])
-    for act in ['lrelu', 'tanh', 'swish']:
-        run_bias_act_parity('cpu', act, 0.5, None, None, dtype, channels_last=True)
 
 @needs_cuda
 @pytest.mark.parametrize('act,clamp,gain,alpha', BIAS_ACT_CASES)
@@ -256,15 +258,11 @@ def run_upfirdn2d_parity(device, case, dtype, channels_last):
     assert fast(x).is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 @pytest.mark.parametrize('case', UPFIRDN_CASES)
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize('channels_last', [False, True])
-def test_upfirdn2d_host(host_plugins, monkeypatch, case, channels_last):
+def test_upfirdn2d_host(host_plugins, monkeypatch, case, dtype, channels_last):
     monkeypatch.setattr(upfirdn2d, '_plugin', host_plugins['upfirdn2d'])
-    run_upfirdn2d_parity('cpu', case, torch.float32, channels_last)
-
-@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
-def test_upfirdn2d_host_half(host_plugins, monkeypatch, dtype):
-    monkeypatch.setattr(upfirdn2d, '_plugin', host_plugins['upfirdn2d'])
-    run_upfirdn2d_parity('cpu', UPFIRDN_CASES[1], dtype, channels_last=False)
+    run_upfirdn2d_parity('cpu', case, dtype, channels_last)
 
 @needs_cuda
 @pytest.mark.parametrize('case', UPFIRDN_CASES)
