@@ -9,11 +9,9 @@
 #   - "cuda": the real plugin on a GPU (skipped without CUDA).
 
 import ctypes
-import math
 import os
 import subprocess
 
-import numpy as np
 import pytest
 import torch
 
