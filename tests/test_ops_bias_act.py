@@ -170,16 +170,4 @@ def test_impl_on_cpu():
 #----------------------------------------------------------------------------
 # impl='cuda' on a CUDA tensor without a built kernel warns once and uses the reference.
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
-def test_cuda_fallback_warns_once(monkeypatch):
-    monkeypatch.setattr(bias_act, '_warned_no_cuda', False)
-    x, b = torch.randn(2, 3, 4, device='cuda'), torch.randn(3, device='cuda')
-    with pytest.warns(RuntimeWarning, match='bias_act.*reference'):
-        y = bias_act.bias_act(x, b, act='lrelu', impl='cuda')
-    with warnings.catch_warnings():
-        warnings.simplefilter('error')
-        bias_act.bias_act(x, b, act='lrelu', impl='cuda')
-    torch.testing.assert_close(y.cpu(), bias_act.bias_act(x.cpu(), b.cpu(), act='lrelu'))
-
 #----------------------------------------------------------------------------

@@ -291,18 +291,6 @@ def test_impl_on_cpu():
 #----------------------------------------------------------------------------
 # impl='cuda' on a CUDA tensor without a built kernel warns once and uses the reference.
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
-def test_cuda_fallback_warns_once(monkeypatch):
-    monkeypatch.setattr(upfirdn2d, '_warned_no_cuda', False)
-    x, f = torch.tensor(X, device='cuda'), torch.tensor(F2, device='cuda')
-    with pytest.warns(RuntimeWarning, match='upfirdn2d.*reference'):
-        y = upfirdn2d.upfirdn2d(x, f, up=2, impl='cuda')
-    with warnings.catch_warnings():
-        warnings.simplefilter('error')
-        upfirdn2d.upfirdn2d(x, f, up=2, impl='cuda')
-    torch.testing.assert_close(y.cpu(), upfirdn2d.upfirdn2d(x.cpu(), f.cpu(), up=2))
-
 #----------------------------------------------------------------------------
 # The Examples block of docs/ops.md runs and its comments hold.
 
