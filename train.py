@@ -103,7 +103,7 @@ def main(ctx, **opts):
     \b
     python train.py --outdir=runs --data=mnist32.zip --cfg=small --cond=1 --device=cpu --kimg=100
     python train.py --outdir=runs --data=ffhq256.zip --cfg=paper256 --gpus=8 --mirror=1
-    python train.py --outdir=runs --resume=runs/00003-mnist32-small-gpus1-batch32-cond-gamma0.05 --kimg=200
+    python train.py --outdir=runs --resume=runs/00003-mnist32-small-gpus1-batch32-cond --kimg=200
     torchrun --nproc_per_node=8 train.py --outdir=runs --data=ffhq256.zip --cfg=paper256
 
     See docs/training.md for the configurations and every option.

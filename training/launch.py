@@ -79,7 +79,7 @@ def find_unfinished_run(outdir, c):
         state = latest_training_state(run_dir)
         if state is None or _comparable(old) != _comparable(c):
             continue
-        if _state_nimg(state) < c.total_kimg * 1000:
+        if _state_nimg(state) < round(c.total_kimg * 1000):
             c.resume_state = state
             return run_dir
     return None
@@ -151,13 +151,21 @@ def _run_rank(rank, local_rank, c):
         print_summary(c, c.run_dir)
     try:
         training_loop.training_loop(rank=rank, **c)
+        _barrier()
     except training_loop.TrainingDivergedError as e:
         if rank == 0:
             print(f'Error: {e}', file=sys.stderr) # Into log.txt too.
+        _barrier() # Every rank stops at the same tick.
         raise SystemExit(DIVERGED_EXIT_CODE) from None
     finally:
         if logger is not None:
             logger.close()
+
+# All processes wait for each other before leaving: a gloo process that exits while another still
+# talks to it makes that one abort.
+def _barrier():
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
 
 def _spawned_process(rank, c, init_file):
     init_method = f'file://{init_file}'

@@ -260,12 +260,14 @@ def training_loop(
     stats_collector = training_stats.Collector(regex='.*')
     stats_jsonl, stats_tfevents = _open_stats(run_dir, rank)
     nonfinite = {phase.name: torch.zeros([], dtype=torch.bool, device=device) for phase in phases}
+    total_nimg = round(total_kimg * 1000) # Whole images: 0.012 kimg is 12 images, not 12.000000000000002.
+    tick_nimg = round(kimg_per_tick * 1000)
     tick_start_nimg = cur_nimg
     tick_start_time = time.time()
     maintenance_time = tick_start_time - start_time
     if progress_fn is not None:
-        progress_fn(cur_nimg, total_kimg * 1000)
-    done = cur_nimg >= total_kimg * 1000
+        progress_fn(cur_nimg, total_nimg)
+    done = cur_nimg >= total_nimg
     while not done:
 
         # Fetch this step's data: reals from the loader, latents and labels for each phase.
@@ -299,8 +301,8 @@ def training_loop(
             _adjust_augment_p(augment_pipe, loss, ada_target, batch_size * ada_interval / (ada_kimg * 1000), num_gpus)
 
         # Continue until the tick ends.
-        done = cur_nimg >= total_kimg * 1000
-        if not done and cur_tick != 0 and cur_nimg < tick_start_nimg + kimg_per_tick * 1000:
+        done = cur_nimg >= total_nimg
+        if not done and cur_tick != 0 and cur_nimg < tick_start_nimg + tick_nimg:
             continue
 
         # Tick: stop on divergence, print the status line.
@@ -338,7 +340,7 @@ def training_loop(
 
         # Next tick.
         if progress_fn is not None:
-            progress_fn(cur_nimg, total_kimg * 1000)
+            progress_fn(cur_nimg, total_nimg)
         cur_tick += 1
         tick_start_nimg = cur_nimg
         tick_start_time = time.time()
