@@ -3,13 +3,14 @@
 
 import os
 import re
-import tempfile
 
 import click
 import numpy as np
 import PIL.Image
 import torch
 import tqdm
+
+import dnnlib
 
 import legacy
 
@@ -109,16 +110,8 @@ def save_png(array, path):
         image = PIL.Image.fromarray(array, 'RGB')
     else:
         raise click.ClickException(f'Cannot write a {array.shape[2]}-channel image as PNG (1 or 3 channels supported)')
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            image.save(f, format='PNG')
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with dnnlib.util.atomic_write(path) as f:
+        image.save(f, format='PNG')
 
 #----------------------------------------------------------------------------
 # Read --projected-w: an .npz with key 'w' of shape [N, num_ws, w_dim].

@@ -9,7 +9,6 @@ import json
 import os
 import pickle
 import struct
-import tempfile
 
 import click
 import torch
@@ -65,23 +64,8 @@ def load_network_pkl(f, force_fp16=False):
 def save_network_pkl(path, data):
     if not isinstance(data, dict):
         raise TypeError(f'save_network_pkl() expects a dict of networks, got {type(data).__name__}')
-    _write_atomic(path, lambda f: pickle.dump(data, f))
-
-#----------------------------------------------------------------------------
-# Atomic file write through a callback receiving the open binary file.
-
-def _write_atomic(path, write_fn):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            write_fn(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with dnnlib.util.atomic_write(path) as f:
+        pickle.dump(data, f)
 
 #----------------------------------------------------------------------------
 # The bytes of a file object, path or URL, and a name for messages.
@@ -200,7 +184,8 @@ def save_network_safetensors(path, data):
     except TypeError as err:
         raise NetworkLoadError(f'Cannot export to safetensors: constructor arguments are not JSON-serialisable ({err})') from err
     raw = safetensors.torch.save(tensors, metadata={'format': SAFETENSORS_FORMAT, 'networks': meta_json})
-    _write_atomic(path, lambda f: f.write(raw))
+    with dnnlib.util.atomic_write(path) as f:
+        f.write(raw)
 
 #----------------------------------------------------------------------------
 # A safetensors file starts with an 8-byte little-endian header length and a JSON header.

@@ -1,5 +1,6 @@
 # Config dicts, the name registry, time formatting, a stdout/stderr tee and the URL download cache.
 
+import contextlib
 import difflib
 import hashlib
 import importlib
@@ -256,17 +257,36 @@ def _download(url, timeout, num_attempts, verbose):
             time.sleep(min(2 ** attempt, 4) * 0.25)
     raise last_error
 
-def _write_atomic(path, data):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
+@contextlib.contextmanager
+def atomic_write(path, mode='wb'):
+    """Open a temporary file beside `path` for writing; on success it replaces `path` in one rename.
+
+    Readers never see a half-written file, a crash leaves at most a hidden '.<name>.*.tmp' file,
+    and the result gets the usual permissions (0666 minus the umask), not mkstemp's 0600.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
     try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+def _write_atomic(path, data):
+    with atomic_write(path) as f:
+        f.write(data)
 
 def _local_path(url):
     if url.startswith('file://'):

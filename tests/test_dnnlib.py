@@ -163,3 +163,23 @@ def test_open_url_downloads_once_then_caches(tmp_path):
         server.shutdown()
 
 #----------------------------------------------------------------------------
+
+def test_atomic_write_replaces_whole_file_with_normal_permissions(tmp_path):
+    path = tmp_path / 'out.bin'
+    path.write_bytes(b'old')
+    old_mask = os.umask(0o022)
+    try:
+        with util.atomic_write(str(path)) as f:
+            f.write(b'new')
+            assert path.read_bytes() == b'old' # Not visible until the rename.
+    finally:
+        os.umask(old_mask)
+    assert path.read_bytes() == b'new'
+    assert (path.stat().st_mode & 0o777) == 0o644
+    with pytest.raises(RuntimeError):
+        with util.atomic_write(str(path)) as f:
+            f.write(b'partial')
+            raise RuntimeError('interrupted')
+    assert path.read_bytes() == b'new' and os.listdir(tmp_path) == ['out.bin']
+
+#----------------------------------------------------------------------------
