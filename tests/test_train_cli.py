@@ -34,6 +34,7 @@ def make_dataset(path, num_images=8, resolution=16, labels=True):
             json.dump(dict(labels=[[f'{i}.png', i % 3] for i in range(num_images)]), f)
     return str(path)
 
+# Shared datasets of this file.
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
     return make_dataset(tmp_path_factory.mktemp('data') / 'labelled')
@@ -42,9 +43,11 @@ def data(tmp_path_factory):
 def data_nolabels(tmp_path_factory):
     return make_dataset(tmp_path_factory.mktemp('data') / 'plain', labels=False)
 
+# train.py in this process (click's runner): exit code and output.
 def invoke(args):
     return click.testing.CliRunner().invoke(train.main, [str(a) for a in args])
 
+# The options --dry-run prints, as EasyDicts.
 def dry_run(args):
     result = invoke(list(args) + ['--dry-run'])
     assert result.exit_code == 0, result.output
@@ -83,6 +86,7 @@ def bind_chain(names, kwargs):
             break
     assert not kwargs, f'{names}: unknown keyword arguments {sorted(kwargs)}'
 
+# A class_name dict: its class and every nested sub-part accept the keywords.
 def check_class_kwargs(kwargs):
     kwargs = dict(kwargs)
     name = kwargs.pop('class_name')

@@ -40,6 +40,7 @@ def make_dataset(path, num_images=16, resolution=16, num_classes=3):
         json.dump(dict(labels=labels), f)
     return str(path)
 
+# 16 labelled 16x16 images, shared by the tests of this file.
 @pytest.fixture(scope='module')
 def data16(tmp_path_factory):
     return make_dataset(tmp_path_factory.mktemp('data') / 'd16')
@@ -53,6 +54,7 @@ def run_main(args):
     outdir = [a for a in args if str(a).startswith('--outdir=')][0].split('=', 1)[1]
     return run_dirs(outdir)
 
+# Run directories of an --outdir, oldest first.
 def run_dirs(outdir):
     return sorted(glob.glob(os.path.join(outdir, '[0-9]*-*')))
 
@@ -62,11 +64,13 @@ def dry_run_options(args):
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout, object_hook=dnnlib.EasyDict)
 
+# train.py (or the module `module`, e.g. torchrun) in a fresh process.
 def subprocess_train(args, module=None, timeout=300):
     cmd = [sys.executable] + (['-m', module] if module else []) + ['train.py' if module is None else None]
     cmd = [x for x in cmd if x is not None]
     return subprocess.run(cmd + [str(a) for a in args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
+# A deep copy of resolved options, as EasyDicts.
 def copy_options(c):
     return json.loads(json.dumps(c), object_hook=dnnlib.EasyDict)
 
@@ -77,9 +81,11 @@ def launch_options(c, outdir, abort_fn=None, run_dir=None):
     launch.launch_training(dnnlib.EasyDict(c, abort_fn=abort_fn), run_dir)
     return run_dir
 
+# The latest training state of a run directory.
 def final_state(run_dir):
     return torch.load(launch.latest_training_state(run_dir), map_location='cpu', weights_only=True)
 
+# Bit-identical networks, optimizer moments, ADA p and sign statistics.
 def assert_states_equal(a, b):
     assert a['cur_nimg'] == b['cur_nimg']
     for key in ('G', 'D', 'G_ema'):
@@ -133,6 +139,7 @@ def fast_ada(c):
     return dnnlib.EasyDict(c, ada_target=-2, ada_interval=2, ada_kimg=0.04,
         loss_kwargs=dict(c.loss_kwargs, pl_weight=2))
 
+# The reference: a straight run to TOTAL_KIMG.
 @pytest.fixture(scope='module')
 def straight_run(tmp_path_factory, data16):
     outdir = tmp_path_factory.mktemp('straight')
@@ -235,8 +242,10 @@ def test_resume_from_pickle(tmp_path, straight_run):
 # A NaN/Inf loss stops the run: one message naming the phase and the tick, nonzero exit.
 
 @pytest.mark.slow
-def test_nan_stops(tmp_path, data16):
-    result = subprocess_train([f'--outdir={tmp_path}', f'--data={data16}', '--kimg=0.04', '--dlr=1e30', '--aug=noaug'] + TINY)
+@pytest.mark.parametrize('gpus', [1, 2])
+def test_nan_stops(tmp_path, data16, gpus):
+    result = subprocess_train([f'--outdir={tmp_path}', f'--data={data16}', '--kimg=0.04', '--dlr=1e30', '--aug=noaug',
+        f'--gpus={gpus}'] + TINY)
     assert result.returncode == launch.DIVERGED_EXIT_CODE
     output = result.stdout + result.stderr # log.txt's Logger sends both streams to stdout.
     assert 'Traceback' not in output

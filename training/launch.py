@@ -84,8 +84,8 @@ def find_unfinished_run(outdir, c):
             return run_dir
     return None
 
+# cur_nimg of a training-state file; memory-mapped, so the weights are not read. Unreadable = 0.
 def _state_nimg(path):
-    # cur_nimg of a training-state file; memory-mapped, so the weights are not read. Unreadable = 0.
     try:
         return int(torch.load(path, map_location='cpu', weights_only=True, mmap=True)['cur_nimg'])
     except (OSError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError):
