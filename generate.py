@@ -67,10 +67,33 @@ def load_generator(network, device):
     except legacy.NetworkLoadError as err:
         raise click.ClickException(str(err)) from err
     G = data['G_ema']
-    for attr in ('z_dim', 'c_dim', 'img_channels', 'mapping', 'synthesis'):
+    for attr in ('z_dim', 'c_dim', 'img_channels'):
         if not hasattr(G, attr):
-            raise click.ClickException(f'{network}: G_ema is a {type(G).__name__} without {attr}, not a StyleGAN2-style generator')
+            raise click.ClickException(f'{network}: G_ema is a {type(G).__name__} without {attr}, not a generator')
     return G.eval().requires_grad_(False).to(device)
+
+#----------------------------------------------------------------------------
+# StyleGAN2 generators (mapping + synthesis) take noise_mode; BigGAN generators take z, c and psi only.
+
+def is_stylegan(G):
+    return hasattr(G, 'mapping') and hasattr(G, 'synthesis')
+
+def run_generator(G, z, c, truncation_psi, noise_mode):
+    if is_stylegan(G):
+        return G(z, c, truncation_psi=truncation_psi, noise_mode=noise_mode)
+    return G(z, c, truncation_psi=truncation_psi)
+
+# BigGAN: re-accumulate the standing BatchNorm statistics over `num_batches` batches (0 = keep the snapshot's).
+def refresh_standing_stats(G, num_batches, batch_size, device, seed=0):
+    if num_batches == 0:
+        return
+    if is_stylegan(G):
+        raise click.BadParameter('only BigGAN generators have standing statistics', param_hint='--standing-stats')
+    from training import networks_biggan
+    try:
+        networks_biggan.accumulate_standing_stats(G, num_batches, batch_size, device, seed=seed)
+    except (ValueError, RuntimeError) as err:
+        raise click.BadParameter(str(err), param_hint='--standing-stats') from err
 
 #----------------------------------------------------------------------------
 # One-hot label rows for --class, checked against the network's c_dim.
@@ -141,7 +164,7 @@ def generate_images(G, seeds, outdir, truncation_psi=1, class_idx=None, noise_mo
     for start in tqdm.tqdm(range(0, len(seeds), batch_size), desc='Generating', unit='batch', leave=False):
         batch_seeds = seeds[start : start + batch_size]
         z = torch.from_numpy(seeds_to_z(batch_seeds, G.z_dim)).to(device)
-        img = G(z, c_all[:len(batch_seeds)], truncation_psi=truncation_psi, noise_mode=noise_mode)
+        img = run_generator(G, z.to(torch.float32), c_all[:len(batch_seeds)], truncation_psi, noise_mode)
         for seed, array in zip(batch_seeds, to_uint8(img)):
             paths.append(os.path.join(outdir, f'seed{seed:04d}.png'))
             save_png(array, paths[-1])
@@ -171,7 +194,8 @@ def generate_from_ws(G, ws, outdir, noise_mode='const', batch_size=8, device=tor
 @click.option('--outdir', type=click.Path(file_okay=False), help='Where to save the output images', required=True, metavar='DIR')
 @click.option('--device', type=click.Choice(DEVICE_CHOICES), default='auto', show_default=True, help='Where to run')
 @click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=8, show_default=True, help='Images per forward pass')
-def generate_images_cmd(network_pkl, seeds, truncation_psi, class_idx, noise_mode, projected_w, outdir, device, batch_size):
+@click.option('--standing-stats', 'standing_stats', type=click.IntRange(min=0), default=0, show_default=True, help='BigGAN: batches of standing BatchNorm statistics to accumulate first (0 = use the snapshot\'s)')
+def generate_images_cmd(network_pkl, seeds, truncation_psi, class_idx, noise_mode, projected_w, outdir, device, batch_size, standing_stats):
     """Generate images using a pretrained network.
 
     \b
@@ -185,9 +209,12 @@ def generate_images_cmd(network_pkl, seeds, truncation_psi, class_idx, noise_mod
     G = load_generator(network_pkl, device)
 
     # Check every argument against the network before writing anything.
+    if projected_w is not None and not is_stylegan(G):
+        raise click.BadParameter('needs a StyleGAN2 generator (this one has no mapping/synthesis split)', param_hint='--projected-w')
     ws = load_projected_w(projected_w, G) if projected_w is not None else None
     if ws is None:
         make_labels(G, class_idx, 1, device)
+    refresh_standing_stats(G, standing_stats, batch_size, device)
     os.makedirs(outdir, exist_ok=True)
 
     with torch.no_grad():

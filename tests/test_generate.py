@@ -136,6 +136,7 @@ def bad_npz(tmp_path):
     ('uncond', ['--seeds=0', '--noise-mode=loud'], "'loud' is not one of"),
     ('uncond', ['--projected-w=BAD_NPZ'], 'expected [N, 6, 8]'),
     ('uncond', ['--projected-w=NPY'], 'not an .npz archive'),
+    ('uncond', ['--seeds=0', '--standing-stats=2'], 'only BigGAN generators'),
 ])
 def test_generate_errors(nets, tmp_path, net, extra, match):
     paths = dict(missing=str(tmp_path / 'missing.pkl'), corrupt=str(tmp_path / 'corrupt.pkl'))
