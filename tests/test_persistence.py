@@ -4,6 +4,7 @@
 
 import copy
 import importlib
+import inspect
 import os
 import pickle
 import subprocess
@@ -497,5 +498,17 @@ def test_original_format_pickle(tmp_path):
         assert out[key].shape == (6, 4, 4, 4) and out[key].dtype == torch.float32
         assert clamped # The clamp is exercised.
         torch.testing.assert_close(out[key].double(), ref, rtol=1e-5, atol=1e-5)
+
+#----------------------------------------------------------------------------
+
+def test_signature_is_the_original_constructors():
+    # Config checks bind keywords against inspect.signature: it must not be (*args, **kwargs).
+    class Plain(torch.nn.Module):
+        def __init__(self, width, depth=2):
+            super().__init__()
+    Decorated = persistence.persistent_class(Plain)
+    assert list(inspect.signature(Decorated).parameters) == ['width', 'depth']
+    with pytest.raises(TypeError):
+        inspect.signature(Decorated).bind_partial(widht=3)
 
 #----------------------------------------------------------------------------

@@ -88,6 +88,10 @@ def _make_persistent_subclass(orig_class):
     # Look like the original class to users and to the standard pickle-by-reference of classes.
     Decorator.__name__ = orig_class.__name__
     Decorator.__qualname__ = orig_class.__qualname__
+    try:
+        Decorator.__signature__ = inspect.signature(orig_class) # The real keywords, not (*args, **kwargs).
+    except (TypeError, ValueError):
+        pass # A signature Python cannot describe (e.g. a builtin base): inspect falls back as before.
     Decorator.__module__ = orig_class.__module__
     Decorator.__doc__ = orig_class.__doc__
     return Decorator
