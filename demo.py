@@ -123,9 +123,11 @@ def _run(args):
 
 @click.command()
 @click.option('--outdir', help='Where the demo writes everything', default='demo-out', show_default=True)
-@click.option('--kimg', help='Training length in thousands of images', type=click.FloatRange(min=0.1), default=60, show_default=True)
+@click.option('--kimg', help='Training length in thousands of images', type=click.FloatRange(min=0.1), default=100, show_default=True)
+@click.option('--cmax', help='Channels of every layer (train.py --cmax)', type=click.IntRange(min=1), default=32, show_default=True)
+@click.option('--gamma', help='R1 weight (train.py --gamma)', type=click.FloatRange(min=0), default=1, show_default=True)
 @click.option('--workers', help='DataLoader worker processes', type=click.IntRange(min=0), default=1, show_default=True)
-def main(outdir, kimg, workers):
+def main(outdir, kimg, cmax, gamma, workers):
     """Build MNIST-5k at 32x32, train a class-conditional network on the CPU, draw a grid, check it."""
     import legacy
     start = time.time()
@@ -138,7 +140,8 @@ def main(outdir, kimg, workers):
 
     runs = os.path.join(outdir, 'runs')
     _run(['train.py', f'--outdir={runs}', f'--data={dataset}', '--cfg=small', '--cond=1', '--device=cpu',
-          f'--kimg={kimg:g}', '--tick=4', '--snap=5', '--aug=noaug', f'--workers={workers}'])
+          f'--kimg={kimg:g}', '--tick=4', '--snap=5', '--aug=noaug', f'--cmax={cmax}', f'--gamma={gamma:g}',
+          f'--workers={workers}'])
     snapshots = sorted(glob.glob(os.path.join(runs, '*', 'network-snapshot-*.pkl')), key=os.path.getmtime)
     if not snapshots:
         raise click.ClickException(f'No network snapshot was written under {runs}.')
