@@ -128,6 +128,20 @@ def test_run_directory(tmp_path, data16):
     with PIL.Image.open(os.path.join(run_dir, 'fakes_init.png')) as img:
         assert img.size == (16 * 32, 16 * 3) # 32 columns, one row per class.
 
+def test_failing_metric_is_logged_and_training_continues(tmp_path, data16, monkeypatch):
+    # A damaged detector file makes fid50k_full fail at once, without touching the network.
+    detectors = tmp_path / 'detectors'
+    detectors.mkdir()
+    (detectors / 'inception-2015-12-05.pt').write_bytes(b'not a torchscript file')
+    monkeypatch.setenv('DNNLIB_DETECTOR_DIR', str(detectors))
+    monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path / 'cache'))
+    (run_dir,) = run_main([f'--outdir={tmp_path / "runs"}', f'--data={data16}', '--kimg=0.008', '--metrics=fid50k_full'] + TINY)
+    with open(os.path.join(run_dir, 'log.txt')) as f:
+        log = f.read()
+    assert 'Metric fid50k_full failed' in log and 'Exiting' in log
+    assert os.path.exists(os.path.join(run_dir, 'training-state-000000.pt'))
+    assert not os.path.exists(os.path.join(run_dir, 'metric-fid50k_full.jsonl'))
+
 #----------------------------------------------------------------------------
 # Exact resume: a run to A continued to B equals a straight run to B, with ADA moving p every step.
 
