@@ -25,6 +25,8 @@ import warnings
 import torch
 import torch.utils.cpp_extension
 
+import dnnlib
+
 #----------------------------------------------------------------------------
 # Settings, each overridable by an environment variable (see docs/cuda.md).
 
@@ -175,10 +177,8 @@ def build_or_load(module_name, paths, num_sources, build_dir, builder, loader, b
 # Writes text to path through a temporary file and a rename.
 
 def _write_atomic(path, text):
-    tmp = f'{path}.{uuid.uuid4().hex}.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
+    with dnnlib.util.atomic_write(path, mode='w') as f:
         f.write(text)
-    os.replace(tmp, path)
 
 #----------------------------------------------------------------------------
 # A lock file created with O_CREAT | O_EXCL holding {pid, host, time} of its owner.
@@ -376,5 +376,27 @@ def _failure_message(module_name, why, details):
         "The ops fall back to the reference PyTorch path (same results, slower); impl='cuda' raises instead.",
         f'Run "python -m torch_utils.doctor" for a full check; set {VERBOSE_ENV}=1 to see the compiler output.']
     return '\n'.join(lines)
+
+#----------------------------------------------------------------------------
+# The `impl` rule shared by the ops: True = run the CUDA kernel, False = the reference path.
+# 'auto' falls back to the reference (a failed build warned once); 'cuda' on a CUDA tensor
+# raises when the kernel cannot run; CPU tensors always take the reference.
+
+IMPLS = ('auto', 'cuda', 'ref')
+
+def use_cuda_kernel(op_name, impl, x, kernel_dtypes, kernel_available, plugin_error):
+    """Decide the path of op `op_name` for tensor x; `kernel_available(x)` builds the plugin on first use."""
+    if impl not in IMPLS:
+        raise ValueError(f"{op_name}: impl must be 'auto', 'cuda' or 'ref', got {impl!r}")
+    if impl == 'ref' or not isinstance(x, torch.Tensor) or x.device.type != 'cuda':
+        return False
+    if kernel_available(x):
+        return True
+    if impl == 'cuda':
+        names = [str(d).replace('torch.', '') for d in kernel_dtypes]
+        why = (f'the kernel supports {", ".join(names[:-1])} and {names[-1]}, not {x.dtype}'
+            if x.dtype not in kernel_dtypes else f'the plugin is not available:\n{plugin_error()}')
+        raise RuntimeError(f"{op_name}: impl='cuda' was asked for, but {why}")
+    return False
 
 #----------------------------------------------------------------------------

@@ -39,7 +39,6 @@ activation_funcs = EasyDict(
 _plugin = None                  # Compiled CUDA extension, None while not built.
 _plugin_error = None            # custom_ops.PluginError of a failed build, None otherwise.
 _KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-_IMPLS = ('auto', 'cuda', 'ref')
 
 #----------------------------------------------------------------------------
 # Builds or loads the plugin once per process; True when it is usable.
@@ -61,22 +60,10 @@ def _cuda_available(x):
     return x.device.type == 'cuda' and x.dtype in _KERNEL_DTYPES and _init()
 
 #----------------------------------------------------------------------------
-# Checks `impl` and decides the path: True = CUDA kernel, False = reference.
-# 'auto' falls back to the reference (the failed build warned once); 'cuda' on a CUDA
-# tensor raises when the kernel cannot run; CPU tensors always take the reference.
+# Checks `impl` and decides the path (custom_ops.use_cuda_kernel): True = CUDA kernel, False = reference.
 
 def _check_impl(impl, x):
-    if impl not in _IMPLS:
-        raise ValueError(f"bias_act: impl must be 'auto', 'cuda' or 'ref', got {impl!r}")
-    if impl == 'ref' or not isinstance(x, torch.Tensor) or x.device.type != 'cuda':
-        return False
-    if _cuda_available(x):
-        return True
-    if impl == 'cuda':
-        why = (f'the kernel supports float32, float16 and bfloat16, not {x.dtype}' if x.dtype not in _KERNEL_DTYPES
-            else f'the plugin is not available:\n{_plugin_error}')
-        raise RuntimeError(f"bias_act: impl='cuda' was asked for, but {why}")
-    return False
+    return custom_ops.use_cuda_kernel('bias_act', impl, x, _KERNEL_DTYPES, _cuda_available, lambda: _plugin_error)
 
 #----------------------------------------------------------------------------
 # The fused op.
