@@ -25,16 +25,10 @@ def frechet_distance(mu1, sigma1, mu2, sigma2):
 # FID of opts.G against the dataset: max_real real images (None = all), num_gen generated ones.
 
 def compute_fid(opts, max_real, num_gen):
-    detector_url = metric_utils.INCEPTION_URL
-    detector_kwargs = dict(return_features=True)
-    max_real, num_gen = opts.cap(max_real), opts.cap(num_gen)
-
-    mu_real, sigma_real = metric_utils.compute_feature_stats_for_dataset(
-        opts=opts, detector_url=detector_url, detector_kwargs=detector_kwargs,
-        rel_lo=0, rel_hi=0, capture_mean_cov=True, max_items=max_real).get_mean_cov()
-    mu_gen, sigma_gen = metric_utils.compute_feature_stats_for_generator(
-        opts=opts, detector_url=detector_url, detector_kwargs=detector_kwargs,
-        rel_lo=0, rel_hi=1, capture_mean_cov=True, max_items=num_gen).get_mean_cov()
+    real, gen = metric_utils.compute_real_and_generated_stats(opts, metric_utils.INCEPTION_URL, max_real, num_gen,
+        capture_mean_cov=True)
+    mu_real, sigma_real = real.get_mean_cov()
+    mu_gen, sigma_gen = gen.get_mean_cov()
     if opts.rank != 0:
         return float('nan')
     return frechet_distance(mu_gen, sigma_gen, mu_real, sigma_real)

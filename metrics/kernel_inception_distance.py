@@ -37,16 +37,9 @@ def kernel_distance(real_features, gen_features, num_subsets=100, max_subset_siz
 # KID of opts.G against the dataset.
 
 def compute_kid(opts, max_real, num_gen, num_subsets, max_subset_size):
-    detector_url = metric_utils.INCEPTION_URL
-    detector_kwargs = dict(return_features=True)
-    max_real, num_gen = opts.cap(max_real), opts.cap(num_gen)
-
-    real_features = metric_utils.compute_feature_stats_for_dataset(
-        opts=opts, detector_url=detector_url, detector_kwargs=detector_kwargs,
-        rel_lo=0, rel_hi=0, capture_all=True, max_items=max_real).get_all()
-    gen_features = metric_utils.compute_feature_stats_for_generator(
-        opts=opts, detector_url=detector_url, detector_kwargs=detector_kwargs,
-        rel_lo=0, rel_hi=1, capture_all=True, max_items=num_gen).get_all()
+    real, gen = metric_utils.compute_real_and_generated_stats(opts, metric_utils.INCEPTION_URL, max_real, num_gen,
+        capture_all=True)
+    real_features, gen_features = real.get_all(), gen.get_all()
     if opts.rank != 0:
         return float('nan')
     return kernel_distance(real_features, gen_features, num_subsets=num_subsets, max_subset_size=max_subset_size)

@@ -464,3 +464,18 @@ def compute_feature_stats_for_generator(opts, detector_url, detector_kwargs, rel
             stats.append_torch(features, num_gpus=opts.num_gpus, rank=opts.rank)
             progress.update(stats.num_items)
     return stats
+
+#----------------------------------------------------------------------------
+# Features of the dataset (cached) and of the generator with one detector: the pair that FID,
+# KID and precision/recall compare. Progress: dataset 0-0 (cached), generator 0-1.
+
+def compute_real_and_generated_stats(opts, detector_url, max_real, num_gen, **stats_kwargs):
+    """(dataset FeatureStats, generator FeatureStats), each item count capped by opts.cap."""
+    detector_kwargs = dict(return_features=True)
+    real = compute_feature_stats_for_dataset(opts=opts, detector_url=detector_url, detector_kwargs=detector_kwargs,
+        rel_lo=0, rel_hi=0, max_items=opts.cap(max_real), **stats_kwargs)
+    gen = compute_feature_stats_for_generator(opts=opts, detector_url=detector_url, detector_kwargs=detector_kwargs,
+        rel_lo=0, rel_hi=1, max_items=opts.cap(num_gen), **stats_kwargs)
+    return real, gen
+
+#----------------------------------------------------------------------------

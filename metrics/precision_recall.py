@@ -59,16 +59,9 @@ def prepare_features(features, device):
 # Precision and recall of opts.G against the dataset.
 
 def compute_pr(opts, max_real, num_gen, nhood_size, row_batch_size, col_batch_size):
-    detector_url = metric_utils.VGG16_URL
-    detector_kwargs = dict(return_features=True)
-    max_real, num_gen = opts.cap(max_real), opts.cap(num_gen)
-
-    real_features = metric_utils.compute_feature_stats_for_dataset(
-        opts=opts, detector_url=detector_url, detector_kwargs=detector_kwargs,
-        rel_lo=0, rel_hi=0, capture_all=True, max_items=max_real).get_all_torch()
-    gen_features = metric_utils.compute_feature_stats_for_generator(
-        opts=opts, detector_url=detector_url, detector_kwargs=detector_kwargs,
-        rel_lo=0, rel_hi=1, capture_all=True, max_items=num_gen).get_all_torch()
+    real, gen = metric_utils.compute_real_and_generated_stats(opts, metric_utils.VGG16_URL, max_real, num_gen,
+        capture_all=True)
+    real_features, gen_features = real.get_all_torch(), gen.get_all_torch()
     real_features = prepare_features(real_features, opts.device)
     gen_features = prepare_features(gen_features, opts.device)
     kw = dict(nhood_size=nhood_size, row_batch_size=row_batch_size, col_batch_size=col_batch_size, num_gpus=opts.num_gpus, rank=opts.rank)
