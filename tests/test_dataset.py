@@ -2,7 +2,6 @@
 # DataLoader workers and the error messages for bad datasets.
 
 import json
-import os
 import pickle
 import zipfile
 

@@ -67,7 +67,7 @@ def save_image_grid(img, path, drange, grid_size):
 #----------------------------------------------------------------------------
 # Small helpers of the loop.
 
-def _resolve_device(name, rank):
+def _resolve_device(name):
     if name == 'cuda':
         return torch.device('cuda', torch.cuda.current_device())
     return torch.device(name)
@@ -176,7 +176,7 @@ def training_loop(
 ):
     # Initialise: devices, seeds, numerics.
     start_time = time.time()
-    device = _resolve_device(device, rank)
+    device = _resolve_device(device)
     np.random.seed(random_seed * num_gpus + rank)
     torch.manual_seed(random_seed * num_gpus + rank)
     random.seed(random_seed * num_gpus + rank)
