@@ -13,6 +13,7 @@ import dnnlib
 import legacy
 from metrics import metric_main
 from metrics import metric_utils
+from torch_utils import misc
 
 #----------------------------------------------------------------------------
 # One process: join the process group (when there are several), then compute and report each metric.
@@ -55,13 +56,10 @@ def parse_metric_list(ctx, param, value):
 # Device by name; auto = cuda, else mps, else cpu.
 
 def resolve_device(name):
-    mps = getattr(torch.backends, 'mps', None)
-    mps_ok = mps is not None and mps.is_available()
-    if name == 'auto':
-        name = 'cuda' if torch.cuda.is_available() else 'mps' if mps_ok else 'cpu'
-    if (name == 'cuda' and not torch.cuda.is_available()) or (name == 'mps' and not mps_ok):
-        raise click.BadParameter(f'{name} is not available on this machine; use --device=cpu', param_hint='--device')
-    return torch.device(name)
+    try:
+        return misc.resolve_device(name)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint='--device') from None
 
 #----------------------------------------------------------------------------
 # The run directory of a snapshot: its folder when that holds training_options.json, else None.

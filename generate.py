@@ -11,8 +11,8 @@ import torch
 import tqdm
 
 import dnnlib
-
 import legacy
+from torch_utils import misc
 
 #----------------------------------------------------------------------------
 # Click type for lists of non-negative integers and ranges: '0-3,7' -> [0, 1, 2, 3, 7].
@@ -45,18 +45,11 @@ class IntRangeList(click.ParamType):
 
 DEVICE_CHOICES = ('auto', 'cpu', 'cuda', 'mps')
 
-def _mps_available():
-    backend = getattr(torch.backends, 'mps', None)
-    return backend is not None and backend.is_available()
-
 def resolve_device(name):
-    if name == 'auto':
-        name = 'cuda' if torch.cuda.is_available() else 'mps' if _mps_available() else 'cpu'
-    if name == 'cuda' and not torch.cuda.is_available():
-        raise click.BadParameter('CUDA is not available on this machine', param_hint='--device')
-    if name == 'mps' and not _mps_available():
-        raise click.BadParameter('MPS is not available on this machine', param_hint='--device')
-    return torch.device(name)
+    try:
+        return misc.resolve_device(name)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint='--device') from None
 
 #----------------------------------------------------------------------------
 # Load G_ema from a network file for inference, turning load errors into one-line CLI errors.

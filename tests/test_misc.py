@@ -274,3 +274,17 @@ def test_print_module_summary(capsys):
         misc.print_module_summary(net, torch.zeros(5, 4))
 
 #----------------------------------------------------------------------------
+
+def test_resolve_device(monkeypatch):
+    assert misc.resolve_device('cpu') == torch.device('cpu')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(misc, 'mps_available', lambda: False)
+    assert misc.resolve_device('auto') == torch.device('cpu')
+    with pytest.raises(ValueError, match='no CUDA device'):
+        misc.resolve_device('cuda')
+    with pytest.raises(ValueError, match='MPS is not available'):
+        misc.resolve_device('mps')
+    monkeypatch.setattr(misc, 'mps_available', lambda: True)
+    assert misc.resolve_device('auto') == torch.device('mps')
+
+#----------------------------------------------------------------------------

@@ -325,3 +325,20 @@ def _flatten_tensors(obj):
     return []
 
 #----------------------------------------------------------------------------
+# Device by name: 'auto' = CUDA if available, else Apple MPS if available, else CPU.
+
+def mps_available():
+    backend = getattr(torch.backends, 'mps', None)
+    return backend is not None and backend.is_available()
+
+def resolve_device(name):
+    """torch.device for 'auto', 'cuda', 'mps' or 'cpu'; ValueError naming the missing device."""
+    if name == 'auto':
+        name = 'cuda' if torch.cuda.is_available() else 'mps' if mps_available() else 'cpu'
+    if name == 'cuda' and not torch.cuda.is_available():
+        raise ValueError('no CUDA device is visible to PyTorch on this machine; use cpu')
+    if name == 'mps' and not mps_available():
+        raise ValueError('MPS is not available on this machine; use cpu')
+    return torch.device(name)
+
+#----------------------------------------------------------------------------

@@ -11,21 +11,16 @@ import tempfile
 import torch
 
 import dnnlib
+from torch_utils import misc
 
 #----------------------------------------------------------------------------
 # Device by name; 'auto' = CUDA, else Apple MPS, else CPU.
 
 def resolve_device(name):
-    if name == 'auto':
-        if torch.cuda.is_available():
-            return 'cuda'
-        mps = getattr(torch.backends, 'mps', None)
-        return 'mps' if mps is not None and mps.is_available() else 'cpu'
-    if name == 'cuda' and not torch.cuda.is_available():
-        raise ValueError('--device=cuda, but no CUDA device is visible to PyTorch; use --device=cpu.')
-    if name == 'mps' and not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
-        raise ValueError('--device=mps, but MPS is not available; use --device=cpu.')
-    return name
+    try:
+        return misc.resolve_device(name).type
+    except ValueError as err:
+        raise ValueError(f'--device={name}: {err}.') from None
 
 #----------------------------------------------------------------------------
 # torchrun sets these for every process it starts (any number of nodes).
