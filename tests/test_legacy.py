@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import legacy
+from training import network_files
 from training import networks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -160,7 +161,7 @@ def test_convert_rejects_unknown_class():
 
 def test_upgrade_stylegan3_era_generator_kwargs():
     kwargs = dict(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, mapping_kwargs={}, channel_base=256, channel_max=16)
-    upgraded = legacy._upgrade_kwargs(networks.Generator, dict(kwargs)) # pylint: disable=protected-access
+    upgraded = network_files._upgrade_kwargs(networks.Generator, dict(kwargs)) # pylint: disable=protected-access
     assert upgraded['synthesis_kwargs'] == dict(channel_base=256, channel_max=16)
     assert networks.Generator(**upgraded).synthesis.b16.conv1.weight.shape == (16, 16, 3, 3)
 
@@ -187,7 +188,7 @@ def test_safetensors_round_trip(tmp_path, monkeypatch):
     path = str(tmp_path / 'net.safetensors')
     legacy.save_network_safetensors(path, data)
     monkeypatch.setattr(pickle, 'loads', None)
-    monkeypatch.setattr(legacy, '_unpickle', None)
+    monkeypatch.setattr(network_files, "_unpickle", None)
     loaded = legacy.load_network_pkl(path)
     assert type(loaded['G_ema']) is networks.Generator
     assert type(loaded['augment_pipe']) is AugmentPipe and loaded['augment_pipe'].p.item() == 0.25

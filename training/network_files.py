@@ -1,0 +1,325 @@
+# Network files: loading, saving and converting the pickles written by this project or by the
+# original StyleGAN2-ADA / StyleGAN3 code, and weights-only .safetensors files that load
+# without running any code from the file. `legacy.py` is the command-line front end; library
+# code (the training loop, the tools) imports this module, never a top-level script.
+
+import copy
+import inspect
+import io
+import json
+import os
+import pickle
+import struct
+
+import torch
+
+import dnnlib
+from torch_utils import misc
+from torch_utils import persistence
+
+#----------------------------------------------------------------------------
+# Keys of a network file; the networks among them; the prefix of loadable class names.
+
+NETWORK_KEYS = ('G', 'D', 'G_ema')
+MODULE_KEYS = ('G', 'D', 'G_ema', 'augment_pipe')
+ALL_KEYS = ('G', 'D', 'G_ema', 'augment_pipe', 'training_set_kwargs')
+SAFETENSORS_FORMAT = 'gan-research-networks'
+SAFE_CLASS_PREFIXES = ('training.',)
+
+#----------------------------------------------------------------------------
+# A network file that cannot be read or used; the message is one line saying what is wrong.
+
+class NetworkLoadError(Exception):
+    pass
+
+#----------------------------------------------------------------------------
+
+def load_network_pkl(f, force_fp16=False):
+    """Load a network file: a pickle (this project's or the original code's) or a .safetensors export.
+
+    Args:
+        f:          Open binary file, local path, or URL (fetched through the download cache).
+        force_fp16: Rebuild G, D, G_ema with float16 in the 4 highest resolutions and conv_clamp=256.
+
+    Returns:
+        Dict with the keys G, D, G_ema, augment_pipe, training_set_kwargs (absent ones are None).
+
+    Raises:
+        NetworkLoadError: the file is missing, unreadable, truncated, not a network file,
+        a TensorFlow-era pickle, or lacks G_ema.
+    """
+    name, raw = _read_bytes(f)
+    if raw.startswith(b'PK'):
+        raise NetworkLoadError(f'{name} is a ZIP archive (e.g. a torch.save() training state or a dataset), not a network pickle')
+    data = _load_safetensors(raw, name) if _looks_like_safetensors(raw) else _unpickle(raw, name)
+    data = _check_data(data, name)
+    if force_fp16:
+        data = _force_fp16(data)
+    return data
+
+#----------------------------------------------------------------------------
+# Write a network dict (G, D, G_ema, augment_pipe, training_set_kwargs) as a pickle,
+# atomically: a temporary file in the same folder renamed over the destination.
+
+def save_network_pkl(path, data):
+    if not isinstance(data, dict):
+        raise TypeError(f'save_network_pkl() expects a dict of networks, got {type(data).__name__}')
+    with dnnlib.util.atomic_write(path) as f:
+        pickle.dump(data, f)
+
+#----------------------------------------------------------------------------
+# The bytes of a file object, path or URL, and a name for messages.
+
+def _read_bytes(f):
+    if isinstance(f, (str, os.PathLike)):
+        name = os.fspath(f)
+        if not dnnlib.util.is_url(name) and os.path.isdir(name):
+            raise NetworkLoadError(f'{name} is a folder, not a network file')
+        try:
+            with dnnlib.util.open_url(name) as stream:
+                return name, stream.read()
+        except (OSError, dnnlib.util.DownloadError) as err:
+            raise NetworkLoadError(f'Cannot open network file {name}: {err}') from err
+    if not hasattr(f, 'read'):
+        raise NetworkLoadError(f'Expected a path, URL or open binary file, got {type(f).__name__}')
+    name = getattr(f, 'name', '<file object>')
+    raw = f.read()
+    if not isinstance(raw, bytes):
+        raise NetworkLoadError(f'{name} is opened in text mode; open it with mode "rb"')
+    return str(name), raw
+
+#----------------------------------------------------------------------------
+# Unpickle, refusing TensorFlow-era pickles before any of their classes is looked up.
+
+class _NetworkUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if module.startswith('dnnlib.tflib'):
+            raise NetworkLoadError('This is a TensorFlow-era StyleGAN2(-ADA) pickle, which is not supported; convert it first '
+                'with the original stylegan2-ada-pytorch code: python legacy.py --source=OLD.pkl --dest=NEW.pkl')
+        return super().find_class(module, name)
+
+def _unpickle(raw, name):
+    if len(raw) == 0:
+        raise NetworkLoadError(f'{name} is empty')
+    if raw[0] != 0x80:
+        raise NetworkLoadError(f'{name} is not a valid network pickle (no pickle protocol header; not a .safetensors file either)')
+    try:
+        return _NetworkUnpickler(io.BytesIO(raw)).load()
+    except NetworkLoadError:
+        raise
+    except EOFError as err:
+        raise NetworkLoadError(f'{name} is truncated (the pickle ends early: {err or "EOF"}); download or copy it again') from err
+    except pickle.UnpicklingError as err:
+        raise NetworkLoadError(f'{name} is not a valid network pickle ({err})') from err
+    except Exception as err: # pylint: disable=broad-except
+        # Unpickling runs the code stored in the file; any of its failures ends here.
+        raise NetworkLoadError(f'Cannot unpickle {name}: {type(err).__name__}: {_one_line(err)}') from err
+
+def _one_line(err):
+    return ' '.join(str(err).split())
+
+#----------------------------------------------------------------------------
+# Check the keys and types of a loaded network dict; fill in the optional keys.
+
+def _check_data(data, name):
+    if not isinstance(data, dict):
+        raise NetworkLoadError(f'{name} holds a {type(data).__name__}, not a dict of networks (G, D, G_ema, ...)')
+    if 'G_ema' not in data:
+        raise NetworkLoadError(f'{name} has no G_ema (keys: {", ".join(map(str, data.keys())) or "none"})')
+    data = dict(data)
+    for key in ALL_KEYS:
+        data.setdefault(key, None)
+    if not isinstance(data['G_ema'], torch.nn.Module):
+        raise NetworkLoadError(f'{name}: G_ema is a {type(data["G_ema"]).__name__}, not a torch.nn.Module')
+    for key in ('G', 'D', 'augment_pipe'):
+        if not isinstance(data[key], (torch.nn.Module, type(None))):
+            raise NetworkLoadError(f'{name}: {key} is a {type(data[key]).__name__}, not a torch.nn.Module or None')
+    if not isinstance(data['training_set_kwargs'], (dict, type(None))):
+        raise NetworkLoadError(f'{name}: training_set_kwargs is a {type(data["training_set_kwargs"]).__name__}, not a dict or None')
+    return data
+
+#----------------------------------------------------------------------------
+# Rebuild G, D, G_ema with float16 in the top 4 resolutions and conv_clamp 256.
+
+def _force_fp16(data):
+    for key in NETWORK_KEYS:
+        old = data[key]
+        if old is None:
+            continue
+        kwargs = copy.deepcopy(old.init_kwargs)
+        if key.startswith('G'):
+            kwargs.synthesis_kwargs = dnnlib.EasyDict(kwargs.get('synthesis_kwargs', {}))
+            kwargs.synthesis_kwargs.num_fp16_res = 4
+            kwargs.synthesis_kwargs.conv_clamp = 256
+        else:
+            kwargs.num_fp16_res = 4
+            kwargs.conv_clamp = 256
+        if kwargs != old.init_kwargs:
+            new = type(old)(*old.init_args, **kwargs).train(old.training).requires_grad_(False)
+            misc.copy_params_and_buffers(old, new, require_all=True)
+            data[key] = new
+    return data
+
+#----------------------------------------------------------------------------
+# Safetensors export: tensors under '<key>.<state_dict name>', and the metadata entry
+# 'networks' holding JSON of {key: {class_name, init_args, init_kwargs}, training_set_kwargs}.
+
+def save_network_safetensors(path, data):
+    import safetensors.torch # pylint: disable=import-outside-toplevel
+    tensors = {}
+    meta = {}
+    for key in MODULE_KEYS:
+        module = data.get(key)
+        if module is None:
+            continue
+        class_name = f'{type(module).__module__}.{type(module).__name__}'
+        if not class_name.startswith(SAFE_CLASS_PREFIXES):
+            raise NetworkLoadError(f'{key} is a {class_name}, not one of this project\'s classes; convert the pickle first (python legacy.py --source=... --dest=NEW.pkl)')
+        meta[key] = dict(class_name=class_name, init_args=list(module.init_args), init_kwargs=dict(module.init_kwargs))
+        for name, tensor in module.state_dict().items():
+            tensors[f'{key}.{name}'] = tensor.detach().cpu().contiguous().clone()
+    meta['training_set_kwargs'] = data.get('training_set_kwargs')
+    try:
+        meta_json = json.dumps(meta)
+    except TypeError as err:
+        raise NetworkLoadError(f'Cannot export to safetensors: constructor arguments are not JSON-serialisable ({err})') from err
+    raw = safetensors.torch.save(tensors, metadata={'format': SAFETENSORS_FORMAT, 'networks': meta_json})
+    with dnnlib.util.atomic_write(path) as f:
+        f.write(raw)
+
+#----------------------------------------------------------------------------
+# A safetensors file starts with an 8-byte little-endian header length and a JSON header.
+
+def _looks_like_safetensors(raw):
+    if len(raw) < 10:
+        return False
+    header_len = struct.unpack('<Q', raw[:8])[0]
+    return 2 <= header_len <= len(raw) - 8 and raw[8:9] == b'{'
+
+def _safetensors_metadata(raw, name):
+    header_len = struct.unpack('<Q', raw[:8])[0]
+    try:
+        header = json.loads(raw[8:8 + header_len].decode('utf-8'))
+        meta = header.get('__metadata__') or {}
+        if meta.get('format') != SAFETENSORS_FORMAT:
+            raise NetworkLoadError(f'{name} is a safetensors file but not a network export of this project (no "format": "{SAFETENSORS_FORMAT}" metadata)')
+        return json.loads(meta['networks'])
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, AttributeError) as err:
+        raise NetworkLoadError(f'{name} has a corrupt safetensors header ({type(err).__name__}: {_one_line(err)})') from err
+
+#----------------------------------------------------------------------------
+# Rebuild the networks of a safetensors export: construct each class by name (only this
+# project's classes), load its tensors, eval mode, requires_grad off. Nothing is unpickled.
+
+def _load_safetensors(raw, name):
+    import safetensors.torch # pylint: disable=import-outside-toplevel
+    meta = _safetensors_metadata(raw, name)
+    try:
+        tensors = safetensors.torch.load(raw)
+    except Exception as err: # pylint: disable=broad-except
+        raise NetworkLoadError(f'{name} has corrupt safetensors data ({_one_line(err)})') from err
+    data = dict(training_set_kwargs=meta.get('training_set_kwargs'))
+    for key in MODULE_KEYS:
+        spec = meta.get(key)
+        if spec is None:
+            continue
+        class_name = spec.get('class_name', '')
+        if not isinstance(class_name, str) or not class_name.startswith(SAFE_CLASS_PREFIXES):
+            raise NetworkLoadError(f'{name}: {key} names class {class_name!r}, outside this project\'s {SAFE_CLASS_PREFIXES} modules; refusing to construct it')
+        prefix = key + '.'
+        state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        try:
+            module = dnnlib.util.construct_class_by_name(*spec.get('init_args', []), class_name=class_name, **spec.get('init_kwargs', {}))
+            module.load_state_dict(state, strict=True)
+        except (ImportError, TypeError, ValueError, RuntimeError, KeyError) as err:
+            raise NetworkLoadError(f'{name}: cannot rebuild {key} as {class_name}: {_one_line(err)}') from err
+        data[key] = module.eval().requires_grad_(False)
+    return data
+
+#----------------------------------------------------------------------------
+# Rebuild one network as this project's class of the same name from training.networks
+# (or training.augment for the augmentation pipeline), copying every parameter and buffer.
+
+def convert_module(obj, module_name='training.networks'):
+    class_name = f'{module_name}.{type(obj).__name__}'
+    try:
+        cls = dnnlib.util.get_obj_by_name(class_name)
+    except ImportError as err:
+        raise NetworkLoadError(f'No class {class_name} to convert {type(obj).__name__} into ({_one_line(err)})') from err
+    init_args = list(getattr(obj, 'init_args', []))
+    init_kwargs = _upgrade_kwargs(cls, dict(getattr(obj, 'init_kwargs', {})))
+    try:
+        new = cls(*init_args, **init_kwargs)
+        misc.copy_params_and_buffers(obj, new, require_all=True)
+    except (TypeError, ValueError, KeyError, RuntimeError) as err:
+        raise NetworkLoadError(f'Cannot rebuild {type(obj).__name__} as {class_name}: {_one_line(err)}') from err
+    trainable = {name for name, p in obj.named_parameters() if p.requires_grad}
+    for name, param in new.named_parameters():
+        param.requires_grad_(name in trainable)
+    return new.train(obj.training)
+
+#----------------------------------------------------------------------------
+# StyleGAN3-era generators take the synthesis keywords directly; move them into synthesis_kwargs.
+
+def _upgrade_kwargs(cls, kwargs):
+    if persistence.is_persistent(cls):
+        cls = cls.__mro__[1] # The decorated class: its __init__ has the real signature.
+    params = inspect.signature(cls.__init__).parameters
+    if 'synthesis_kwargs' not in params or any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in params}
+    if extra:
+        kwargs['synthesis_kwargs'] = dict(kwargs.get('synthesis_kwargs', {}), **extra)
+    return kwargs
+
+#----------------------------------------------------------------------------
+# Largest absolute difference between the outputs of two networks on a fixed input
+# (noise_mode='const' for generators); 0.0 means bit-identical.
+
+@torch.no_grad()
+def compare_outputs(old, new, batch_size=4, seed=0):
+    rnd = torch.Generator().manual_seed(seed)
+    c_dim = getattr(new, 'c_dim', 0)
+    c = torch.zeros([batch_size, c_dim])
+    if c_dim > 0:
+        c[torch.arange(batch_size), torch.arange(batch_size) % c_dim] = 1
+    was_training = (old.training, new.training)
+    old.eval()
+    new.eval()
+    try:
+        if hasattr(new, 'z_dim') and hasattr(new, 'synthesis'):
+            z = torch.randn([batch_size, new.z_dim], generator=rnd)
+            a, b = old(z, c, noise_mode='const'), new(z, c, noise_mode='const')
+        else:
+            img = torch.randn([batch_size, new.img_channels, new.img_resolution, new.img_resolution], generator=rnd)
+            a, b = old(img, c), new(img, c)
+    finally:
+        old.train(was_training[0])
+        new.train(was_training[1])
+    if a.shape != b.shape:
+        return float('inf')
+    return (a.double() - b.double()).abs().max().item()
+
+#----------------------------------------------------------------------------
+# Convert every network of a loaded dict into this project's current classes and check
+# that G, D, G_ema give the same outputs. Returns (new dict, {key: max abs difference}).
+# `log` (e.g. print) receives a line when the augmentation pipeline cannot be converted.
+
+def convert_network_data(data, tolerance=1e-4, log=None):
+    new_data = dict(data)
+    diffs = {}
+    for key in NETWORK_KEYS:
+        if data.get(key) is None:
+            continue
+        new_data[key] = convert_module(data[key])
+        diffs[key] = compare_outputs(data[key], new_data[key])
+        if not diffs[key] <= tolerance:
+            raise NetworkLoadError(f'{key} converted to {type(new_data[key]).__name__} gives different outputs (max abs difference {diffs[key]:g})')
+    if data.get('augment_pipe') is not None:
+        try:
+            new_data['augment_pipe'] = convert_module(data['augment_pipe'], module_name='training.augment')
+        except NetworkLoadError as err:
+            if log is not None:
+                log(f'augment_pipe kept as is: {err}')
+    return new_data, diffs
+
