@@ -52,6 +52,7 @@ def _explicit_options(ctx):
 
 #----------------------------------------------------------------------------
 
+# --list-classes: every class a config can name, then exit.
 def _list_classes(ctx, _param, value):
     if not value or ctx.resilient_parsing:
         return
@@ -60,40 +61,50 @@ def _list_classes(ctx, _param, value):
     ctx.exit()
 
 @click.command(context_settings=dict(max_content_width=100, terminal_width=100))
+
+# Required.
 @click.option('--outdir',       help='Where to make the run directory', metavar='DIR', required=True)
-@click.option('--data',         help='Training data (zip or folder)', metavar='PATH')
-@click.option('--cfg',          help='Base configuration', type=click.Choice(list(presets.configs)), default='auto', show_default=True)
-@click.option('--gpus',         help='Number of processes (GPUs, or CPU processes)', type=click.IntRange(min=1), default=1, show_default=True)
-@click.option('--device',       help='Where to train', type=click.Choice(['auto', 'cuda', 'cpu', 'mps']), default='auto', show_default=True)
-@click.option('--batch',        help='Total batch size [default: from cfg]', type=click.IntRange(min=1))
-@click.option('--batch-gpu',    help='Batch per process per step [default: batch/gpus]', type=click.IntRange(min=1))
-@click.option('--kimg',         help='Training length in thousands of images [default: from cfg]', type=click.FloatRange(min=0))
-@click.option('--tick',         help='Progress line every this many kimg', type=click.FloatRange(min=0, min_open=True), default=4, show_default=True)
-@click.option('--snap',         help='Snapshot every this many ticks', type=click.IntRange(min=1), default=50, show_default=True)
-@click.option('--metrics',      help='Metrics at snapshots, comma-separated or none', type=CommaSeparatedList(), default='none', show_default=True)
-@click.option('--seed',         help='Random seed', type=click.IntRange(min=0), default=0, show_default=True)
-@click.option('--cond',         help='Train a class-conditional model', type=bool, default=False, show_default=True)
-@click.option('--subset',       help='Train on this many images (seeded random subset)', type=click.IntRange(min=1))
-@click.option('--mirror',       help='Add x-flipped copies of the data', type=bool, default=False, show_default=True)
+@click.option('--data',         help='Training data (zip or folder)', metavar='[ZIP|DIR]')
+@click.option('--cfg',          help='Base configuration (see docs/training.md)', type=click.Choice(list(presets.configs)), default='auto', show_default=True)
+
+# Optional features.
+@click.option('--cond',         help='Train a class-conditional model', metavar='BOOL', type=bool, default=False, show_default=True)
+@click.option('--mirror',       help='Add x-flipped copies of the data', metavar='BOOL', type=bool, default=False, show_default=True)
+@click.option('--subset',       help='Train on this many images (random subset drawn with --seed)', metavar='INT', type=click.IntRange(min=1))
 @click.option('--aug',          help='Augmentation mode', type=click.Choice(['noaug', 'ada', 'fixed']), default='ada', show_default=True)
-@click.option('--p',            help='Augmentation probability for --aug=fixed', type=click.FloatRange(min=0, max=1))
-@click.option('--target',       help='ADA target value for --aug=ada', type=click.FloatRange(min=0, max=1), default=0.6, show_default=True)
+@click.option('--p',            help='Augmentation probability for --aug=fixed', metavar='FLOAT', type=click.FloatRange(min=0, max=1))
+@click.option('--target',       help='ADA target value for --aug=ada', metavar='FLOAT', type=click.FloatRange(min=0, max=1), default=0.6, show_default=True)
 @click.option('--augpipe',      help='Augmentation pipeline (see docs/augment.md)', type=click.Choice(list(augment.augpipe_specs)), default='bgc', show_default=True)
-@click.option('--gamma',        help='R1 weight [default: from cfg]', type=click.FloatRange(min=0))
-@click.option('--cbase',        help='Channel base [default: from cfg]', type=click.IntRange(min=1))
-@click.option('--cmax',         help='Maximum channels [default: from cfg]', type=click.IntRange(min=1))
-@click.option('--ch',           help='BigGAN channel multiplier (G_ch = D_ch) [default: from cfg]', type=click.IntRange(min=1))
-@click.option('--map',          help='Mapping network depth [default: from cfg]', type=click.IntRange(min=1))
-@click.option('--glr',          help='G learning rate [default: from cfg]', type=click.FloatRange(min=0))
-@click.option('--dlr',          help='D learning rate [default: from cfg]', type=click.FloatRange(min=0))
-@click.option('--ema',          help='G_ema half-life in kimg [default: from cfg]', type=click.FloatRange(min=0))
-@click.option('--freeze-d', '--freezed', 'freeze_d', help='Freeze the first N layers of D', type=click.IntRange(min=0), default=0, show_default=True)
-@click.option('--fp32',         help='Disable mixed precision', type=bool, default=False, show_default=True)
-@click.option('--nhwc',         help='Use NHWC memory format with fp16', type=bool, default=False, show_default=True)
-@click.option('--nobench',      help='Disable cuDNN benchmarking', type=bool, default=False, show_default=True)
-@click.option('--allow-tf32',   help='Allow TF32 for matmul and convolutions', type=bool, default=False, show_default=True)
-@click.option('--workers',      help='DataLoader worker processes', type=click.IntRange(min=0), default=3, show_default=True)
-@click.option('--resume',       help='Run directory to continue, or network (pkl, safetensors, URL) to start from', metavar='PATH|URL')
+@click.option('--resume',       help='Run directory to continue, or network (pkl, safetensors, URL) to start from', metavar='[DIR|PKL|URL]')
+
+# Misc hyperparameters (default: from --cfg).
+@click.option('--batch',        help='Total batch size', metavar='INT', type=click.IntRange(min=1))
+@click.option('--batch-gpu',    help='Batch per process per step [default: batch/gpus]', metavar='INT', type=click.IntRange(min=1))
+@click.option('--kimg',         help='Training length in thousands of images', metavar='KIMG', type=click.FloatRange(min=0))
+@click.option('--gamma',        help='R1 weight', metavar='FLOAT', type=click.FloatRange(min=0))
+@click.option('--glr',          help='G learning rate', metavar='FLOAT', type=click.FloatRange(min=0))
+@click.option('--dlr',          help='D learning rate', metavar='FLOAT', type=click.FloatRange(min=0))
+@click.option('--ema',          help='G_ema half-life', metavar='KIMG', type=click.FloatRange(min=0))
+
+# Options of one network family (an error with the configs of another).
+@click.option('--cbase',        help='StyleGAN2: channel base', metavar='INT', type=click.IntRange(min=1))
+@click.option('--cmax',         help='StyleGAN2: maximum channels', metavar='INT', type=click.IntRange(min=1))
+@click.option('--map',          help='StyleGAN2: mapping network depth', metavar='INT', type=click.IntRange(min=1))
+@click.option('--freeze-d', '--freezed', 'freeze_d', help='StyleGAN2: freeze the first N layers of D', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
+@click.option('--nhwc',         help='StyleGAN2: NHWC memory format with fp16', metavar='BOOL', type=bool, default=False, show_default=True)
+@click.option('--ch',           help='BigGAN: channel multiplier (G_ch = D_ch)', metavar='INT', type=click.IntRange(min=1))
+
+# Misc settings.
+@click.option('--gpus',         help='Number of processes (GPUs, or CPU processes)', metavar='INT', type=click.IntRange(min=1), default=1, show_default=True)
+@click.option('--device',       help='Where to train', type=click.Choice(['auto', 'cuda', 'cpu', 'mps']), default='auto', show_default=True)
+@click.option('--metrics',      help='Metrics at snapshots, comma-separated or none', metavar='[NAME|A,B,C|none]', type=CommaSeparatedList(), default='none', show_default=True)
+@click.option('--tick',         help='Progress line every this many kimg', metavar='KIMG', type=click.FloatRange(min=0, min_open=True), default=4, show_default=True)
+@click.option('--snap',         help='Snapshot every this many ticks', metavar='TICKS', type=click.IntRange(min=1), default=50, show_default=True)
+@click.option('--seed',         help='Random seed', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
+@click.option('--fp32',         help='Disable mixed precision', metavar='BOOL', type=bool, default=False, show_default=True)
+@click.option('--nobench',      help='Disable cuDNN benchmarking', metavar='BOOL', type=bool, default=False, show_default=True)
+@click.option('--allow-tf32',   help='Allow TF32 for matmul and convolutions', metavar='BOOL', type=bool, default=False, show_default=True)
+@click.option('--workers',      help='DataLoader worker processes', metavar='INT', type=click.IntRange(min=0), default=3, show_default=True)
 @click.option('--dry-run',      help='Print the resolved options as JSON and exit', is_flag=True)
 @click.option('--list-classes', help='List every class a config can name, and exit', is_flag=True, expose_value=False, is_eager=True, callback=_list_classes)
 @click.pass_context
@@ -162,7 +173,8 @@ def resolve_options(opts, explicit):
     data_kwargs.max_size = len(data) // (2 if opts.mirror else 1)
 
     device = launch.resolve_device(opts.device)
-    c = presets.build_config(opts.cfg, data.resolution, opts.gpus)
+    preset = presets.get(opts.cfg)
+    c = preset.config(data.resolution, opts.gpus)
     c.training_set_kwargs = data_kwargs
     c.data_loader_kwargs = dnnlib.EasyDict(pin_memory=(device == 'cuda'), num_workers=opts.workers, prefetch_factor=2)
     c.num_gpus = opts.gpus
@@ -171,9 +183,12 @@ def resolve_options(opts, explicit):
     c.kimg_per_tick = opts.tick
     c.image_snapshot_ticks = c.network_snapshot_ticks = opts.snap
     c.metrics = _check_metrics(opts.metrics)
-    _apply_overrides(c, opts, explicit)
+    c.cudnn_benchmark = not opts.nobench
+    c.allow_tf32 = bool(opts.allow_tf32)
+    _apply_overrides(c, opts)
+    _check_family_options(preset, explicit)
+    preset.apply_options(c, opts, device)
     _apply_augmentation(c, opts)
-    _apply_performance(c, opts, device)
     _apply_resume_pkl(c, opts)
     _fill_loop_defaults(c)
     return c, launch.describe(data.name, opts, c)
@@ -192,9 +207,8 @@ def _check_metrics(names):
         raise ValueError(f'--metrics: unknown metric {bad[0]!r}; valid: {", ".join(valid)}.')
     return list(names)
 
-# Explicit overrides of the preset; constraints across options are one-line errors.
-def _apply_overrides(c, opts, explicit):
-    biggan = presets.is_biggan(opts.cfg)
+# Overrides every family shares; constraints across options are one-line errors.
+def _apply_overrides(c, opts):
     if opts.batch is not None:
         c.batch_size = opts.batch
         c.batch_gpu = opts.batch // opts.gpus
@@ -215,25 +229,14 @@ def _apply_overrides(c, opts, explicit):
         c.D_opt_kwargs.lr = opts.dlr
     if opts.ema is not None:
         c.ema_kimg = opts.ema
-    stylegan_only = [name for name in ('cbase', 'cmax', 'map', 'freeze_d', 'nhwc') if name in explicit]
-    if biggan and stylegan_only:
-        raise ValueError(f'--{stylegan_only[0].replace("_", "-")} applies to the StyleGAN2 configs, not --cfg={opts.cfg}; '
-            'BigGAN widths are set with --ch.')
-    if not biggan and 'ch' in explicit:
-        raise ValueError(f'--ch applies to the BigGAN configs, not --cfg={opts.cfg}; use --cbase and --cmax.')
-    if biggan and opts.ch is not None:
-        c.G_kwargs.ch = c.D_kwargs.ch = opts.ch
-    if not biggan:
-        if opts.cbase is not None:
-            c.G_kwargs.synthesis_kwargs.channel_base = c.D_kwargs.channel_base = opts.cbase
-        if opts.cmax is not None:
-            c.G_kwargs.synthesis_kwargs.channel_max = c.D_kwargs.channel_max = opts.cmax
-        if opts.map is not None:
-            c.G_kwargs.mapping_kwargs.num_layers = opts.map
-        if opts.freeze_d:
-            c.D_kwargs.block_kwargs.freeze_layers = opts.freeze_d
-        mbstd = c.D_kwargs.epilogue_kwargs.mbstd_group_size
-        c.D_kwargs.epilogue_kwargs.mbstd_group_size = min(mbstd, c.batch_gpu)
+
+# An option of another network family, given on the command line, is an error naming the families it belongs to.
+def _check_family_options(preset, explicit):
+    for name, families in presets.family_options().items():
+        if name in explicit and name not in preset.family.options:
+            own = ', '.join('--' + o.replace('_', '-') for o in preset.family.options) or 'none'
+            raise ValueError(f'--{name.replace("_", "-")} applies to the {" and ".join(families)} configs, '
+                f'not --cfg={preset.name} ({preset.family.name}; its own options: {own}).')
 
 # ADA: adaptive (target), fixed p, or none.
 def _apply_augmentation(c, opts):
@@ -250,20 +253,6 @@ def _apply_augmentation(c, opts):
             c.ada_target = opts.target
         else:
             c.augment_p = opts.p
-
-# Precision and memory format; fp16 only where it helps (CUDA).
-def _apply_performance(c, opts, device):
-    fp32 = opts.fp32 or device != 'cuda'
-    if not presets.is_biggan(opts.cfg):
-        for kwargs in (c.G_kwargs.synthesis_kwargs, c.D_kwargs):
-            if fp32:
-                kwargs.num_fp16_res = 0
-                kwargs.conv_clamp = None
-        if opts.nhwc:
-            c.D_kwargs.block_kwargs.fp16_channels_last = True
-            c.G_kwargs.synthesis_kwargs.fp16_channels_last = True
-    c.cudnn_benchmark = not opts.nobench
-    c.allow_tf32 = bool(opts.allow_tf32)
 
 # --resume=<network>: transfer learning from those weights, with ADA reacting faster and no EMA ramp-up.
 def _apply_resume_pkl(c, opts):
@@ -290,7 +279,7 @@ def continue_run(opts, explicit):
         raise ValueError(f'--{fixed[0].replace("_", "-")} cannot change when continuing {run_dir}; '
             f'only {", ".join("--" + o.replace("_", "-") for o in sorted(CONTINUE_OPTIONS - {"outdir", "resume", "dry_run"}))} can.')
     with open(options_path) as f:
-        c = json.load(f, object_hook=dnnlib.EasyDict)
+        c = _upgrade_options(json.load(f, object_hook=dnnlib.EasyDict))
     state = launch.latest_training_state(run_dir)
     if state is None:
         raise ValueError(f'--resume: {run_dir} has no training-state-*.pt yet; start it again instead.')
@@ -308,6 +297,18 @@ def continue_run(opts, explicit):
     if 'allow_tf32' in explicit:
         c.allow_tf32 = bool(opts.allow_tf32)
     return c, run_dir
+
+# Options written by earlier versions, in today's terms: standing statistics became a snapshot hook,
+# and StyleGAN2's constant-noise image grids a keyword of the grid call.
+def _upgrade_options(c):
+    batches = c.pop('standing_stats_batches', None)
+    if 'snapshot_hooks' not in c:
+        c.snapshot_hooks = [dnnlib.EasyDict(func_name='training.networks_biggan.accumulate_standing_stats',
+            num_batches=batches)] if batches else []
+    if 'image_grid_kwargs' not in c:
+        stylegan2 = c.G_kwargs.get('class_name', '').startswith('training.networks.')
+        c.image_grid_kwargs = dnnlib.EasyDict(noise_mode='const') if stylegan2 else dnnlib.EasyDict()
+    return c
 
 #----------------------------------------------------------------------------
 

@@ -137,7 +137,8 @@ def test_biggan_presets(tmp_path, data):
     assert c.G_kwargs.ch == c.D_kwargs.ch == 8 and c.G_kwargs.mybn is True
     assert (c.G_opt_kwargs.lr, c.D_opt_kwargs.lr, c.G_opt_kwargs.betas) == (1e-4, 4e-4, [0, 0.999])
     assert (c.D_steps_per_G, c.G_reg_interval, c.D_reg_interval) == (2, None, None)
-    assert c.loss_kwargs.class_name == 'training.loss.HingeLoss' and c.standing_stats_batches > 0
+    assert c.loss_kwargs.class_name == 'training.loss.HingeLoss'
+    assert c.snapshot_hooks == [dict(func_name='training.networks_biggan.accumulate_standing_stats', num_batches=16)]
 
 # Options reach the resolved config.
 def test_overrides(tmp_path, data):
@@ -221,5 +222,24 @@ def test_continue_errors(tmp_path, data):
     assert_error(invoke([f'--outdir={tmp_path}', f'--resume={run_dir}', '--cfg=auto']), '--cfg cannot change', '--kimg')
     assert_error(invoke([f'--outdir={tmp_path}', f'--resume={run_dir}', '--kimg=5']), 'has no training-state-*.pt')
     assert_error(invoke([f'--outdir={tmp_path}', f'--resume={tmp_path}']), 'has no training_options.json')
+
+#----------------------------------------------------------------------------
+# The preset interface: every family option is an option of train.py, and each belongs to its family.
+def test_family_options_are_train_options():
+    params = {param.name for param in train.main.params}
+    owners = presets.family_options()
+    assert set(owners) <= params, sorted(set(owners) - params)
+    assert owners['cbase'] == ['StyleGAN2'] and owners['ch'] == ['BigGAN']
+    for name, preset in presets.configs.items():
+        assert preset.name == name and isinstance(preset, presets.Preset) and preset.description
+
+# Options of runs written before snapshot hooks existed continue with the equivalent hook.
+def test_old_options_upgrade():
+    old = dnnlib.EasyDict(standing_stats_batches=16, G_kwargs=dict(class_name='training.networks_biggan.Generator'))
+    c = train._upgrade_options(old)
+    assert 'standing_stats_batches' not in c and c.image_grid_kwargs == {}
+    assert c.snapshot_hooks == [dict(func_name='training.networks_biggan.accumulate_standing_stats', num_batches=16)]
+    c = train._upgrade_options(dnnlib.EasyDict(standing_stats_batches=0, G_kwargs=dict(class_name='training.networks.Generator')))
+    assert c.snapshot_hooks == [] and c.image_grid_kwargs == dict(noise_mode='const')
 
 #----------------------------------------------------------------------------

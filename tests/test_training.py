@@ -321,7 +321,7 @@ def test_biggan_training(biggan_run):
         options = json.load(f)
     assert options['G_kwargs']['class_name'] == 'training.networks_biggan.Generator'
     assert options['loss_kwargs']['class_name'] == 'training.loss.HingeLoss'
-    assert options['D_steps_per_G'] == 2 and options['standing_stats_batches'] == 16
+    assert options['D_steps_per_G'] == 2 and options['snapshot_hooks'][0]['num_batches'] == 16
     with open(os.path.join(biggan_run, 'stats.jsonl')) as f:
         stats = [json.loads(line) for line in f]
     assert all(np.isfinite(s['Loss/D/loss']['mean']) for s in stats)

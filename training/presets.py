@@ -1,122 +1,201 @@
-# Training configurations by name (`train.py --cfg`): the published StyleGAN2-ADA hyper-parameters,
-# a small preset for CPU runs, and the BigGAN presets. Each preset turns the user's options and the
-# dataset's facts into the keyword arguments of training.training_loop.training_loop.
+# Training configurations by name (`train.py --cfg`): the registry of presets, and the StyleGAN2
+# family (the published StyleGAN2-ADA hyper-parameters and a small preset for CPU runs).
+#
+# A preset turns the dataset's facts and the user's options into the keyword arguments of
+# training.training_loop.training_loop. Each network family keeps its presets in its own module
+# (training/presets_<family>.py, listed in FAMILY_MODULES below), which registers them on import:
+#
+#   class MyPreset(presets.Preset):
+#       family = presets.Family('MyGAN', options=('my_width',))  # train.py options only this family reads.
+#       def config(self, resolution, gpus): ...                  # The preset's own loop kwargs.
+#       def apply_options(self, c, opts, device): ...            # The family's options, precision, ...
+#   presets.register(MyPreset('mygan', 'One-line description'))
+#
+# train.py applies the options every family shares (batch, kimg, gamma, learning rates, EMA,
+# augmentation) and refuses, with one line, a family option given to a preset of another family.
 
 import dataclasses
+import importlib
 
 import dnnlib
+
+#----------------------------------------------------------------------------
+# The family of a preset: its name in messages and the train.py options only its presets read.
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    name:       str         # Shown to users: 'StyleGAN2', 'BigGAN'.
+    options:    tuple = ()  # train.py parameter names (e.g. 'cbase', 'freeze_d') that only this family reads.
+
+#----------------------------------------------------------------------------
+# One `--cfg` entry.
+
+class Preset:
+    family = Family('generic')
+
+    def __init__(self, name, description):
+        self.name = name                # What `--cfg` accepts.
+        self.description = description  # One line for docs and --help.
+
+    # The preset's part of the loop keyword arguments at this dataset resolution and process count.
+    # Must set at least G_kwargs, D_kwargs, G_opt_kwargs, D_opt_kwargs, loss_kwargs, total_kimg,
+    # batch_size and batch_gpu.
+    def config(self, resolution, gpus):
+        raise NotImplementedError()
+
+    # Apply the family's own options from `opts` (all of train.py's options by parameter name) after
+    # the shared overrides, so c.batch_gpu is final; `device` is 'cuda', 'cpu' or 'mps'.
+    def apply_options(self, c, opts, device):
+        pass
+
+#----------------------------------------------------------------------------
+# The registry: every name `--cfg` accepts.
+
+configs = {}
+
+def register(*presets):
+    """Add presets to the registry; a name may be registered once."""
+    for preset in presets:
+        if preset.name in configs:
+            raise ValueError(f'Preset {preset.name!r} is registered twice.')
+        configs[preset.name] = preset
+
+def get(name):
+    """The preset called `name`; a one-line error naming the valid ones otherwise."""
+    if name not in configs:
+        raise ValueError(f'Unknown --cfg {name!r}; valid: {", ".join(configs)}.')
+    return configs[name]
+
+def family_options():
+    """{option name: [family names that read it]} over every registered family."""
+    owners = {}
+    for preset in configs.values():
+        for option in preset.family.options:
+            if preset.family.name not in owners.setdefault(option, []):
+                owners[option].append(preset.family.name)
+    return owners
 
 #----------------------------------------------------------------------------
 # Hyper-parameters of one StyleGAN2 preset (Karras et al. 2020, ADA paper, Appendix A / train.py).
 
 @dataclasses.dataclass(frozen=True)
 class StyleGAN2Spec:
-    ref_gpus:   int         # Number of GPUs the batch was published for (batch_gpu = mb // ref_gpus).
-    kimg:       int         # Training length in thousands of real images.
-    mb:         int         # Total batch size.
-    mbstd:      int         # Minibatch-stddev group size.
-    fmaps:      float       # Channel multiplier: channel_base = fmaps * 32768.
-    lrate:      float       # Adam learning rate of G and D.
-    gamma:      float       # R1 weight.
-    ema:        float       # G_ema half-life in kimg.
-    ramp:       float       # EMA ramp-up (None = off).
-    map:        int         # Mapping network depth.
-    cmax:       int = 512   # Channel maximum.
+    ref_gpus:   int     # Number of GPUs the batch was published for (batch_gpu = mb // ref_gpus).
+    kimg:       int     # Training length in thousands of real images.
+    mb:         int     # Total batch size.
+    mbstd:      int     # Minibatch-stddev group size.
+    fmaps:      float   # Channel multiplier: channel_base = fmaps * 32768.
+    lrate:      float   # Adam learning rate of G and D.
+    gamma:      float   # R1 weight.
+    ema:        float   # G_ema half-life in kimg.
+    ramp:       float   # EMA ramp-up (None = off).
+    map:        int     # Mapping network depth.
+    cmax:       int     # Channel maximum.
+    zdim:       int     # Dimension of z and w.
+    pl:         float   # Path-length regularisation weight.
+    mix:        float   # Style-mixing probability.
+    darch:      str     # Discriminator architecture: 'orig', 'skip' or 'resnet'.
 
-# `auto` depends on the data: its numbers are filled in by _auto_spec.
 stylegan2_specs = {
-    'auto':      StyleGAN2Spec(ref_gpus=-1, kimg=25000,  mb=-1, mbstd=-1, fmaps=-1,  lrate=-1,     gamma=-1,   ema=-1,  ramp=0.05, map=2),
-    'stylegan2': StyleGAN2Spec(ref_gpus=8,  kimg=25000,  mb=32, mbstd=4,  fmaps=1,   lrate=0.002,  gamma=10,   ema=10,  ramp=None, map=8),
-    'paper256':  StyleGAN2Spec(ref_gpus=8,  kimg=25000,  mb=64, mbstd=8,  fmaps=0.5, lrate=0.0025, gamma=1,    ema=20,  ramp=None, map=8),
-    'paper512':  StyleGAN2Spec(ref_gpus=8,  kimg=25000,  mb=64, mbstd=8,  fmaps=1,   lrate=0.0025, gamma=0.5,  ema=20,  ramp=None, map=8),
-    'paper1024': StyleGAN2Spec(ref_gpus=8,  kimg=25000,  mb=32, mbstd=4,  fmaps=1,   lrate=0.002,  gamma=2,    ema=10,  ramp=None, map=8),
-    'cifar':     StyleGAN2Spec(ref_gpus=2,  kimg=100000, mb=64, mbstd=32, fmaps=1,   lrate=0.0025, gamma=0.01, ema=500, ramp=0.05, map=2),
-    # Small networks for CPU runs and demos (32-64 px): 128 channels at most, short EMA.
-    'small':     StyleGAN2Spec(ref_gpus=1,  kimg=200,    mb=32, mbstd=4,  fmaps=0.125, lrate=0.0025, gamma=0.05, ema=2, ramp=0.05, map=2, cmax=128),
+    'stylegan2': StyleGAN2Spec(ref_gpus=8, kimg=25000,  mb=32, mbstd=4,  fmaps=1,     lrate=0.002,  gamma=10,   ema=10,  ramp=None, map=8, cmax=512, zdim=512, pl=2, mix=0.9, darch='resnet'),
+    'paper256':  StyleGAN2Spec(ref_gpus=8, kimg=25000,  mb=64, mbstd=8,  fmaps=0.5,   lrate=0.0025, gamma=1,    ema=20,  ramp=None, map=8, cmax=512, zdim=512, pl=2, mix=0.9, darch='resnet'),
+    'paper512':  StyleGAN2Spec(ref_gpus=8, kimg=25000,  mb=64, mbstd=8,  fmaps=1,     lrate=0.0025, gamma=0.5,  ema=20,  ramp=None, map=8, cmax=512, zdim=512, pl=2, mix=0.9, darch='resnet'),
+    'paper1024': StyleGAN2Spec(ref_gpus=8, kimg=25000,  mb=32, mbstd=4,  fmaps=1,     lrate=0.002,  gamma=2,    ema=10,  ramp=None, map=8, cmax=512, zdim=512, pl=2, mix=0.9, darch='resnet'),
+    'cifar':     StyleGAN2Spec(ref_gpus=2, kimg=100000, mb=64, mbstd=32, fmaps=1,     lrate=0.0025, gamma=0.01, ema=500, ramp=0.05, map=2, cmax=512, zdim=512, pl=0, mix=0,   darch='orig'),
+    'small':     StyleGAN2Spec(ref_gpus=1, kimg=200,    mb=32, mbstd=4,  fmaps=0.125, lrate=0.0025, gamma=0.05, ema=2,   ramp=0.05, map=2, cmax=128, zdim=128, pl=0, mix=0.9, darch='resnet'),
 }
 
-# The `auto` rules of the original: batch, group size, width, learning rate and gamma from the resolution.
-def _auto_spec(resolution, gpus):
-    mb = max(min(gpus * min(4096 // resolution, 32), 64), gpus)
-    return StyleGAN2Spec(ref_gpus=gpus, kimg=25000, mb=mb, mbstd=min(mb // gpus, 4),
-        fmaps=(1 if resolution >= 512 else 0.5), lrate=(0.002 if resolution >= 1024 else 0.0025),
-        gamma=0.0002 * resolution ** 2 / mb, ema=mb * 10 / 32, ramp=0.05, map=2)
-
-#----------------------------------------------------------------------------
-# The StyleGAN2 family of presets: networks, optimisers and loss of training.networks / training.loss.
-
-def stylegan2_config(cfg, resolution, gpus):
-    spec = _auto_spec(resolution, gpus) if cfg == 'auto' else stylegan2_specs[cfg]
-    channel_base = int(spec.fmaps * 32768)
-    c = dnnlib.EasyDict()
-    c.G_kwargs = dnnlib.EasyDict(class_name='training.networks.Generator', z_dim=512, w_dim=512,
-        mapping_kwargs=dnnlib.EasyDict(num_layers=spec.map),
-        synthesis_kwargs=dnnlib.EasyDict(channel_base=channel_base, channel_max=spec.cmax, num_fp16_res=4, conv_clamp=256))
-    c.D_kwargs = dnnlib.EasyDict(class_name='training.networks.Discriminator', channel_base=channel_base,
-        channel_max=spec.cmax, num_fp16_res=4, conv_clamp=256,
-        block_kwargs=dnnlib.EasyDict(), mapping_kwargs=dnnlib.EasyDict(),
-        epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=spec.mbstd))
-    c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=spec.lrate, betas=[0.0, 0.99], eps=1e-8)
-    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=spec.lrate, betas=[0.0, 0.99], eps=1e-8)
-    c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=spec.gamma)
-    c.total_kimg = spec.kimg
-    c.batch_size = spec.mb
-    c.batch_gpu = max(spec.mb // max(spec.ref_gpus, 1), 1)
-    c.ema_kimg = spec.ema
-    c.ema_rampup = spec.ramp
-    if cfg == 'cifar':
-        c.loss_kwargs.pl_weight = 0
-        c.loss_kwargs.style_mixing_prob = 0
-        c.D_kwargs.architecture = 'orig'
-    if cfg == 'small':
-        c.G_kwargs.z_dim = c.G_kwargs.w_dim = 128
-        c.loss_kwargs.pl_weight = 0
-    return c
-
-#----------------------------------------------------------------------------
-# The BigGAN presets (Brock et al. 2019): SN everywhere, ccbn in G, hinge loss, 2 D steps per G step,
-# Adam(0, 0.999) with lr 1e-4 (G) and 4e-4 (D), G_ema with standing statistics.
-
-biggan_specs = {
-    # name: (channel width multiplier ch, batch, total kimg, attention resolutions)
-    'biggan':   dict(ch=64, mb=256, kimg=100000, attn_res=[64]),
-    'biggan32': dict(ch=32, mb=64, kimg=5000, attn_res=[]),
+stylegan2_descriptions = {
+    'auto':      'StyleGAN2, batch, width, lr and gamma chosen from the resolution and --gpus (ADA paper).',
+    'stylegan2': 'StyleGAN2 config F (Karras et al. 2020).',
+    'paper256':  'ADA paper, 256x256 datasets.',
+    'paper512':  'ADA paper, 512x512 datasets.',
+    'paper1024': 'ADA paper, 1024x1024 datasets.',
+    'cifar':     'ADA paper, CIFAR-10.',
+    'small':     'Narrow networks for CPU runs and demos at 16-64 px.',
 }
 
-def biggan_config(cfg, resolution, gpus):
-    spec = biggan_specs[cfg]
-    c = dnnlib.EasyDict()
-    c.G_kwargs = dnnlib.EasyDict(class_name='training.networks_biggan.Generator', z_dim=120 if cfg == 'biggan' else 128,
-        ch=spec['ch'], attn_res=list(spec['attn_res']), mybn=True)
-    c.D_kwargs = dnnlib.EasyDict(class_name='training.networks_biggan.Discriminator', ch=spec['ch'],
-        attn_res=list(spec['attn_res']))
-    c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=1e-4, betas=[0.0, 0.999], eps=1e-6)
-    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=4e-4, betas=[0.0, 0.999], eps=1e-6)
-    c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.HingeLoss', r1_gamma=0)
-    c.total_kimg = spec['kimg']
-    c.batch_size = max(spec['mb'], gpus)
-    c.batch_gpu = max(spec['mb'] // gpus, 1)
-    c.ema_kimg = 10
-    c.ema_rampup = 0.05
-    c.G_reg_interval = None
-    c.D_reg_interval = None
-    c.D_steps_per_G = 2
-    c.standing_stats_batches = 16
-    return c
+#----------------------------------------------------------------------------
+# The StyleGAN2 family: networks of training.networks, loss training.loss.StyleGAN2Loss.
+
+class StyleGAN2Preset(Preset):
+    family = Family('StyleGAN2', options=('cbase', 'cmax', 'map', 'freeze_d', 'nhwc'))
+
+    def __init__(self, name, description, spec):
+        super().__init__(name, description)
+        self._spec = spec
+
+    # The hyper-parameters of this preset at this resolution and process count.
+    def spec(self, resolution, gpus):
+        return self._spec
+
+    def config(self, resolution, gpus):
+        spec = self.spec(resolution, gpus)
+        channel_base = int(spec.fmaps * 32768)
+        c = dnnlib.EasyDict()
+        c.G_kwargs = dnnlib.EasyDict(class_name='training.networks.Generator', z_dim=spec.zdim, w_dim=spec.zdim,
+            mapping_kwargs=dnnlib.EasyDict(num_layers=spec.map),
+            synthesis_kwargs=dnnlib.EasyDict(channel_base=channel_base, channel_max=spec.cmax, num_fp16_res=4, conv_clamp=256))
+        c.D_kwargs = dnnlib.EasyDict(class_name='training.networks.Discriminator', architecture=spec.darch,
+            channel_base=channel_base, channel_max=spec.cmax, num_fp16_res=4, conv_clamp=256,
+            block_kwargs=dnnlib.EasyDict(), mapping_kwargs=dnnlib.EasyDict(),
+            epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=spec.mbstd))
+        c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=spec.lrate, betas=[0.0, 0.99], eps=1e-8)
+        c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=spec.lrate, betas=[0.0, 0.99], eps=1e-8)
+        c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=spec.gamma,
+            pl_weight=spec.pl, style_mixing_prob=spec.mix)
+        c.total_kimg = spec.kimg
+        c.batch_size = spec.mb
+        c.batch_gpu = max(spec.mb // spec.ref_gpus, 1)
+        c.ema_kimg = spec.ema
+        c.ema_rampup = spec.ramp
+        c.G_reg_interval = 4 # Lazy regularisation (StyleGAN2 Sec. 3.1).
+        c.D_reg_interval = 16
+        c.image_grid_kwargs = dnnlib.EasyDict(noise_mode='const') # Grids without per-pixel noise, comparable between snapshots.
+        return c
+
+    def apply_options(self, c, opts, device):
+        if opts.get('cbase') is not None:
+            c.G_kwargs.synthesis_kwargs.channel_base = c.D_kwargs.channel_base = opts.cbase
+        if opts.get('cmax') is not None:
+            c.G_kwargs.synthesis_kwargs.channel_max = c.D_kwargs.channel_max = opts.cmax
+        if opts.get('map') is not None:
+            c.G_kwargs.mapping_kwargs.num_layers = opts.map
+        if opts.get('freeze_d'):
+            c.D_kwargs.block_kwargs.freeze_layers = opts.freeze_d
+        mbstd = c.D_kwargs.epilogue_kwargs.mbstd_group_size
+        c.D_kwargs.epilogue_kwargs.mbstd_group_size = min(mbstd, c.batch_gpu) # A group lies within one step's batch.
+        if opts.get('fp32') or device != 'cuda': # float16 only pays on CUDA.
+            for kwargs in (c.G_kwargs.synthesis_kwargs, c.D_kwargs):
+                kwargs.num_fp16_res = 0
+                kwargs.conv_clamp = None
+        if opts.get('nhwc'):
+            c.D_kwargs.block_kwargs.fp16_channels_last = True
+            c.G_kwargs.synthesis_kwargs.fp16_channels_last = True
+
+# `auto`: the original's rules for batch, group size, width, learning rate and gamma from the resolution.
+class AutoStyleGAN2Preset(StyleGAN2Preset):
+    def __init__(self, name, description):
+        super().__init__(name, description, spec=None)
+
+    def spec(self, resolution, gpus):
+        mb = max(min(gpus * min(4096 // resolution, 32), 64), gpus) # At most 32 per GPU, at least 1.
+        return StyleGAN2Spec(ref_gpus=gpus, kimg=25000, mb=mb, mbstd=min(mb // gpus, 4),
+            fmaps=(1 if resolution >= 512 else 0.5), lrate=(0.002 if resolution >= 1024 else 0.0025),
+            gamma=0.0002 * resolution ** 2 / mb, # Heuristic formula of the ADA paper.
+            ema=mb * 10 / 32, ramp=0.05, map=2, cmax=512, zdim=512, pl=2, mix=0.9, darch='resnet')
+
+register(AutoStyleGAN2Preset('auto', stylegan2_descriptions['auto']))
+register(*[StyleGAN2Preset(name, stylegan2_descriptions[name], spec) for name, spec in stylegan2_specs.items()])
 
 #----------------------------------------------------------------------------
-# Every name `--cfg` accepts, with the function that builds it.
+# The other families: each module registers its presets when imported.
 
-configs = {name: stylegan2_config for name in stylegan2_specs}
-configs.update({name: biggan_config for name in biggan_specs})
+FAMILY_MODULES = [
+    'training.presets_biggan',
+]
 
-def build_config(cfg, resolution, gpus):
-    """Preset part of the training options for `cfg` at this resolution and process count."""
-    if cfg not in configs:
-        raise ValueError(f'Unknown --cfg {cfg!r}; valid: {", ".join(configs)}.')
-    return configs[cfg](cfg, resolution, gpus)
-
-def is_biggan(cfg):
-    return cfg in biggan_specs
+for _module_name in FAMILY_MODULES:
+    importlib.import_module(_module_name)
 
 #----------------------------------------------------------------------------

@@ -168,7 +168,9 @@ def training_loop(
     network_snapshot_ticks  = 50,       # Network pickle, training state and metrics every this many ticks; None = never.
     resume_pkl              = None,     # Network file to start from (transfer learning; counters start at 0).
     resume_state            = None,     # Training-state file to continue exactly.
-    standing_stats_batches  = 0,        # Batches of standing BatchNorm statistics for G_ema at snapshots; 0 = off.
+    image_grid_kwargs       = {},       # Keyword arguments of G_ema's call for the image grids (e.g. noise_mode).
+    snapshot_hooks          = [],       # Functions run on the G_ema copy before a snapshot: dicts of func_name + kwargs,
+                                        # called as func(module, batch_size=, device=, seed=, **kwargs).
     cudnn_benchmark         = True,     # cuDNN autotuning on CUDA.
     allow_tf32              = False,    # TF32 matmul and convolutions on CUDA.
     abort_fn                = None,     # Callable returning True to stop early.
@@ -252,7 +254,7 @@ def training_loop(
         grid_c = torch.from_numpy(labels).to(device)
         if resume_state is None:
             with training_state.preserved_rng(device):
-                _save_fakes(G_ema, grid_z, grid_c, batch_gpu, os.path.join(run_dir, 'fakes_init.png'), grid_size, device)
+                _save_fakes(G_ema, grid_z, grid_c, batch_gpu, os.path.join(run_dir, 'fakes_init.png'), grid_size, image_grid_kwargs)
 
     # Train.
     log(f'Training for {total_kimg} kimg...')
@@ -329,10 +331,10 @@ def training_loop(
         # Maintenance: images, snapshot, training state, metrics, statistics. None of it moves the training RNGs.
         with training_state.preserved_rng(device) as rng_state:
             if rank == 0 and image_snapshot_ticks is not None and (done or cur_tick % image_snapshot_ticks == 0):
-                _save_fakes(G_ema, grid_z, grid_c, batch_gpu, os.path.join(run_dir, f'fakes{cur_nimg // 1000:06d}.png'), grid_size, device)
+                _save_fakes(G_ema, grid_z, grid_c, batch_gpu, os.path.join(run_dir, f'fakes{cur_nimg // 1000:06d}.png'), grid_size, image_grid_kwargs)
             if network_snapshot_ticks is not None and (done or cur_tick % network_snapshot_ticks == 0):
                 snapshot_pkl, snapshot_G = _save_snapshot(run_dir, G, D, G_ema, augment_pipe, training_set_kwargs,
-                    cur_nimg, rank, num_gpus, standing_stats_batches, batch_gpu, device, random_seed)
+                    cur_nimg, rank, num_gpus, snapshot_hooks, batch_gpu, device, random_seed)
                 _save_state(run_dir, G, D, G_ema, phases, augment_pipe, loss, cur_nimg, cur_tick, batch_idx, rank, num_gpus, rng_state)
                 _run_metrics(metrics, snapshot_G, snapshot_pkl, training_set_kwargs, run_dir, num_gpus, rank, device, log)
                 del snapshot_G
@@ -377,10 +379,9 @@ def _check_finite(nonfinite, cur_tick, cur_nimg, num_gpus):
             f'(at {cur_nimg / 1000:g} kimg); lower the learning rate or raise --gamma, '
             'then continue from the last training state with --resume=<run dir>.')
 
-# Grid of G_ema's images. StyleGAN2 generators (those with a synthesis network) use their constant
-# noise. Batches hold up to 2^18 pixels (at least batch_gpu images): few calls for small images.
-def _save_fakes(G_ema, grid_z, grid_c, batch_gpu, path, grid_size, device):
-    kwargs = dict(noise_mode='const') if hasattr(G_ema, 'synthesis') else {}
+# Grid of G_ema's images, called with the config's image_grid_kwargs. Batches hold up to 2^18 pixels
+# (at least batch_gpu images): few calls for small images.
+def _save_fakes(G_ema, grid_z, grid_c, batch_gpu, path, grid_size, kwargs):
     chunk = max(batch_gpu, 2**18 // G_ema.img_resolution ** 2)
     with torch.no_grad():
         images = [G_ema(z, c, **kwargs).cpu() for z, c in zip(grid_z.split(chunk), grid_c.split(chunk))]
@@ -389,22 +390,22 @@ def _save_fakes(G_ema, grid_z, grid_c, batch_gpu, path, grid_size, device):
 # Buffers that legitimately differ between ranks: averages over each rank's own batches.
 _RANK_LOCAL_BUFFERS = r'.*\.(w_avg|[^.]*running_\w+|num_batches_tracked|[^.]*stored_\w+|[^.]*accumulat\w+|ref_\w+|has_reference|[^.]*standing_\w+)'
 
-def _snapshot_copy(module, standing_stats_batches=0, batch_gpu=1, device=None, seed=0):
+# A copy for the snapshot, after the config's snapshot hooks (e.g. BigGAN's standing statistics).
+def _snapshot_copy(module, hooks=(), batch_gpu=1, device=None, seed=0):
     if module is None:
         return None
     module = copy.deepcopy(module).eval().requires_grad_(False)
-    if standing_stats_batches > 0:
-        from training import networks_biggan
-        networks_biggan.accumulate_standing_stats(module, standing_stats_batches, max(batch_gpu, 2), device, seed=seed)
+    for hook in hooks:
+        dnnlib.util.call_func_by_name(module, batch_size=max(batch_gpu, 2), device=device, seed=seed, **hook)
     return module.cpu()
 
 def _save_snapshot(run_dir, G, D, G_ema, augment_pipe, training_set_kwargs, cur_nimg, rank, num_gpus,
-                   standing_stats_batches, batch_gpu, device, random_seed):
+                   snapshot_hooks, batch_gpu, device, random_seed):
     if num_gpus > 1:
         for module in (G, D, G_ema):
             misc.check_ddp_consistency(module, ignore_regex=_RANK_LOCAL_BUFFERS)
     snapshot = dict(G=_snapshot_copy(G), D=_snapshot_copy(D),
-        G_ema=_snapshot_copy(G_ema, standing_stats_batches, batch_gpu, device, seed=random_seed),
+        G_ema=_snapshot_copy(G_ema, snapshot_hooks, batch_gpu, device, seed=random_seed),
         augment_pipe=_snapshot_copy(augment_pipe), training_set_kwargs=dict(training_set_kwargs))
     path = os.path.join(run_dir, f'network-snapshot-{cur_nimg // 1000:06d}.pkl')
     if rank == 0:
