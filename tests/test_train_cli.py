@@ -58,10 +58,10 @@ def dry_run(args):
 # *_kwargs dicts bind to the named sub-part; what a **kwargs forwards binds to the next class down.
 
 SUB_PARTS = {
-    'training.networks.Generator': dict(mapping_kwargs=['training.networks.MappingNetwork'],
-        synthesis_kwargs=['training.networks.SynthesisNetwork', 'training.networks.SynthesisBlock', 'training.networks.SynthesisLayer']),
-    'training.networks.Discriminator': dict(block_kwargs=['training.networks.DiscriminatorBlock'],
-        mapping_kwargs=['training.networks.MappingNetwork'], epilogue_kwargs=['training.networks.DiscriminatorEpilogue']),
+    'training.networks_stylegan2.Generator': dict(mapping_kwargs=['training.networks_stylegan2.MappingNetwork'],
+        synthesis_kwargs=['training.networks_stylegan2.SynthesisNetwork', 'training.networks_stylegan2.SynthesisBlock', 'training.networks_stylegan2.SynthesisLayer']),
+    'training.networks_stylegan2.Discriminator': dict(block_kwargs=['training.networks_stylegan2.DiscriminatorBlock'],
+        mapping_kwargs=['training.networks_stylegan2.MappingNetwork'], epilogue_kwargs=['training.networks_stylegan2.DiscriminatorEpilogue']),
     'training.dataset.ImageFolderDataset': dict(),
 }
 FORWARDS = {'training.dataset.ImageFolderDataset': ['training.dataset.Dataset']}
@@ -172,7 +172,7 @@ def test_list_classes():
     result = invoke(['--list-classes'])
     assert result.exit_code == 0, result.output
     names = result.output.split()
-    for name in ('training.networks.Generator', 'training.networks_biggan.Discriminator', 'training.loss.StyleGAN2Loss',
+    for name in ('training.networks_stylegan2.Generator', 'training.networks_biggan.Discriminator', 'training.loss.StyleGAN2Loss',
                  'training.loss.HingeLoss', 'training.augment.AugmentPipe', 'training.dataset.ImageFolderDataset'):
         assert name in names
     assert all(dnnlib.util.get_obj_by_name(name) is not None for name in names)

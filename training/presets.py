@@ -116,7 +116,7 @@ stylegan2_descriptions = {
 }
 
 #----------------------------------------------------------------------------
-# The StyleGAN2 family: networks of training.networks, loss training.loss.StyleGAN2Loss.
+# The StyleGAN2 family: networks of training.networks_stylegan2, loss training.loss.StyleGAN2Loss.
 
 class StyleGAN2Preset(Preset):
     family = Family('StyleGAN2', options=('cbase', 'cmax', 'map', 'freeze_d', 'nhwc'))
@@ -133,10 +133,10 @@ class StyleGAN2Preset(Preset):
         spec = self.spec(resolution, gpus)
         channel_base = int(spec.fmaps * 32768)
         c = dnnlib.EasyDict()
-        c.G_kwargs = dnnlib.EasyDict(class_name='training.networks.Generator', z_dim=spec.zdim, w_dim=spec.zdim,
+        c.G_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan2.Generator', z_dim=spec.zdim, w_dim=spec.zdim,
             mapping_kwargs=dnnlib.EasyDict(num_layers=spec.map),
             synthesis_kwargs=dnnlib.EasyDict(channel_base=channel_base, channel_max=spec.cmax, num_fp16_res=4, conv_clamp=256))
-        c.D_kwargs = dnnlib.EasyDict(class_name='training.networks.Discriminator', architecture=spec.darch,
+        c.D_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan2.Discriminator', architecture=spec.darch,
             channel_base=channel_base, channel_max=spec.cmax, num_fp16_res=4, conv_clamp=256,
             block_kwargs=dnnlib.EasyDict(), mapping_kwargs=dnnlib.EasyDict(),
             epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=spec.mbstd))
