@@ -8,6 +8,7 @@ import pickle
 import struct
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import torch
@@ -15,18 +16,19 @@ import torch
 import legacy
 from training import network_files
 from training import networks
+from training import networks_stylegan2
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #----------------------------------------------------------------------------
 # A tiny network dict built from the given networks module.
 
-def make_data(module=networks, c_dim=2, arch='skip'):
+def make_data(module=networks, c_dim=2, arch='skip', **fp16_kwargs):
     torch.manual_seed(0)
     G = module.Generator(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=16, img_channels=3,
-        mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=256, channel_max=16, architecture=arch))
+        mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=256, channel_max=16, architecture=arch, **fp16_kwargs))
     D = module.Discriminator(c_dim=c_dim, img_resolution=16, img_channels=3, channel_base=256, channel_max=16,
-        mapping_kwargs=dict(num_layers=2), block_kwargs=dict(freeze_layers=1))
+        mapping_kwargs=dict(num_layers=2), block_kwargs=dict(freeze_layers=1), **fp16_kwargs)
     with torch.no_grad():
         for name, param in G.named_parameters():
             if name.endswith('noise_strength'):
@@ -55,10 +57,31 @@ def assert_same_outputs(a, b):
 
 @pytest.fixture(scope='module')
 def old_module(tmp_path_factory):
-    src = open(networks.__file__, encoding='utf-8').read() + '\n# Older revision of this file.\n'
+    src = open(networks_stylegan2.__file__, encoding='utf-8').read() + '\n# Older revision of this file.\n'
     path = tmp_path_factory.mktemp('old') / 'old_stylegan2_networks.py'
     path.write_text(src, encoding='utf-8')
     spec = importlib.util.spec_from_file_location('old_stylegan2_networks', path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+#----------------------------------------------------------------------------
+# A module written like the original StyleGAN2-ADA networks file in one respect that matters
+# here: blocks flagged use_fp16 run in float16 on every device, the CPU included (ours only
+# on CUDA). Built from our StyleGAN2 source with that one function redefined at the end.
+
+@pytest.fixture(scope='module')
+def fp16_everywhere_module(tmp_path_factory):
+    src = open(networks_stylegan2.__file__, encoding='utf-8').read()
+    assert 'def _block_dtype(' in src
+    src += textwrap.dedent('''
+        def _block_dtype(use_fp16, force_fp32, fp16_on_cpu, device):
+            return torch.float16 if use_fp16 and not force_fp32 else torch.float32
+    ''')
+    path = tmp_path_factory.mktemp('fp16') / 'original_fp16_networks.py'
+    path.write_text(src, encoding='utf-8')
+    spec = importlib.util.spec_from_file_location('original_fp16_networks', path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -147,7 +170,7 @@ def test_convert_cli_in_fresh_process(old_module, tmp_path):
     result = subprocess.run([sys.executable, 'legacy.py', f'--source={tmp_path / "old.pkl"}', f'--dest={tmp_path / "new.pkl"}'],
         cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
-    assert 'G_ema: rebuilt as training.networks.Generator, identical outputs' in result.stdout
+    assert 'G_ema: rebuilt as training.networks_stylegan2.Generator, identical outputs' in result.stdout
     new = legacy.load_network_pkl(str(tmp_path / 'new.pkl'))
     assert type(new['G_ema']) is networks.Generator # Its source is this file: the live module is used.
     for x, y in zip(outputs(old, c_dim=0), outputs(new, c_dim=0)):
@@ -164,6 +187,36 @@ def test_upgrade_stylegan3_era_generator_kwargs():
     upgraded = network_files._upgrade_kwargs(networks.Generator, dict(kwargs)) # pylint: disable=protected-access
     assert upgraded['synthesis_kwargs'] == dict(channel_base=256, channel_max=16)
     assert networks.Generator(**upgraded).synthesis.b16.conv1.weight.shape == (16, 16, 3, 3)
+
+#----------------------------------------------------------------------------
+# Original pickles with float16 blocks (num_fp16_res > 0, conv_clamp 256, as all published
+# ones) convert: the check compares both networks in float32, so fp16 rounding is no error.
+
+def test_convert_fp16_blocks(fp16_everywhere_module, tmp_path):
+    old = make_data(fp16_everywhere_module, num_fp16_res=2, conv_clamp=256)
+    assert old['G'].synthesis.b16.use_fp16 and old['D'].b16.use_fp16 and not old['G'].synthesis.b4.use_fp16
+    z = torch.randn([4, 8], generator=torch.Generator().manual_seed(1))
+    c = torch.eye(2)[torch.arange(4) % 2]
+    with torch.no_grad(): # The old code really runs float16 on the CPU: far from float32 at the old tolerance.
+        fp16_gap = (old['G_ema'](z, c, noise_mode='const') - old['G_ema'](z, c, noise_mode='const', force_fp32=True)).abs().max()
+    assert fp16_gap > 1e-3
+    new, diffs = legacy.convert_network_data(old)
+    assert diffs == dict(G=0, D=0, G_ema=0)
+    assert type(new['G_ema']) is networks_stylegan2.Generator and new['G_ema'].synthesis.b16.conv1.conv_clamp == 256
+    with torch.no_grad():
+        torch.testing.assert_close(new['G_ema'](z, c, noise_mode='const'), old['G_ema'](z, c, noise_mode='const', force_fp32=True), rtol=0, atol=0)
+    legacy.save_network_safetensors(str(tmp_path / 'net.safetensors'), new)
+    loaded = legacy.load_network_pkl(str(tmp_path / 'net.safetensors'))
+    assert legacy.compare_outputs(old['D'], loaded['D']) == 0
+
+@pytest.mark.cuda
+def test_convert_fp16_blocks_on_cuda(fp16_everywhere_module):
+    if not torch.cuda.is_available():
+        pytest.skip('needs a CUDA device')
+    old = make_data(fp16_everywhere_module, num_fp16_res=2, conv_clamp=256)
+    new, _diffs = legacy.convert_network_data(old)
+    for key in ('G', 'D', 'G_ema'):
+        assert legacy.compare_outputs(old[key], new[key], device='cuda') <= 1e-4
 
 #----------------------------------------------------------------------------
 # force_fp16 rebuilds with float16 in the top resolutions and conv_clamp 256.
@@ -203,7 +256,7 @@ def test_safetensors_metadata_layout(tmp_path):
     raw = path.read_bytes()
     header = json.loads(raw[8 : 8 + struct.unpack('<Q', raw[:8])[0]])
     meta = json.loads(header['__metadata__']['networks'])
-    assert meta['G']['class_name'] == 'training.networks.Generator'
+    assert meta['G']['class_name'] == 'training.networks_stylegan2.Generator'
     assert meta['D']['init_kwargs']['block_kwargs'] == dict(freeze_layers=1)
     assert 'G_ema.synthesis.b4.const' in header and 'D.b16.fromrgb.weight' in header
 

@@ -274,31 +274,48 @@ def _upgrade_kwargs(cls, kwargs):
 
 #----------------------------------------------------------------------------
 # Largest absolute difference between the outputs of two networks on a fixed input
-# (noise_mode='const' for generators); 0.0 means bit-identical.
+# (noise_mode='const' for generators); 0.0 means bit-identical. Both run in float32
+# (force_fp32=True where the network takes it): the check compares the weight mapping, and
+# the float16 rounding of fp16 blocks (the original code runs them in float16 even on the
+# CPU; ours only on CUDA) is not a conversion error.
 
 @torch.no_grad()
-def compare_outputs(old, new, batch_size=4, seed=0):
+def compare_outputs(old, new, batch_size=4, seed=0, device='cpu'):
+    device = torch.device(device)
     rnd = torch.Generator().manual_seed(seed)
     c_dim = getattr(new, 'c_dim', 0)
     c = torch.zeros([batch_size, c_dim])
     if c_dim > 0:
         c[torch.arange(batch_size), torch.arange(batch_size) % c_dim] = 1
+    if device.type != 'cpu':
+        old, new = copy.deepcopy(old).to(device), copy.deepcopy(new).to(device)
+    c = c.to(device)
     was_training = (old.training, new.training)
     old.eval()
     new.eval()
     try:
         if hasattr(new, 'z_dim') and hasattr(new, 'synthesis'):
-            z = torch.randn([batch_size, new.z_dim], generator=rnd)
-            a, b = old(z, c, noise_mode='const'), new(z, c, noise_mode='const')
+            z = torch.randn([batch_size, new.z_dim], generator=rnd).to(device)
+            a, b = old(z, c, noise_mode='const', **_fp32_kwargs(old)), new(z, c, noise_mode='const', **_fp32_kwargs(new))
         else:
-            img = torch.randn([batch_size, new.img_channels, new.img_resolution, new.img_resolution], generator=rnd)
-            a, b = old(img, c), new(img, c)
+            img = torch.randn([batch_size, new.img_channels, new.img_resolution, new.img_resolution], generator=rnd).to(device)
+            a, b = old(img, c, **_fp32_kwargs(old)), new(img, c, **_fp32_kwargs(new))
     finally:
         old.train(was_training[0])
         new.train(was_training[1])
     if a.shape != b.shape:
         return float('inf')
     return (a.double() - b.double()).abs().max().item()
+
+# `force_fp32=True` for a network whose forward takes it, directly or (StyleGAN2/3: G and D
+# pass their extra keywords on to the blocks) through **kwargs to blocks with a use_fp16 flag.
+def _fp32_kwargs(net):
+    params = inspect.signature(net.forward).parameters
+    if 'force_fp32' in params:
+        return dict(force_fp32=True)
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()) and any(hasattr(m, 'use_fp16') for m in net.modules()):
+        return dict(force_fp32=True)
+    return {}
 
 #----------------------------------------------------------------------------
 # Convert every network of a loaded dict into this project's current classes and check
