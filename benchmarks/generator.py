@@ -1,4 +1,4 @@
-# Throughput of the StyleGAN2 generator (training.networks.Generator): images per second of
+# Throughput of the StyleGAN2 generator (training.networks_stylegan2.Generator): images per second of
 # G(z, c) in eval mode without gradients (fused modconv, noise_mode='const'), batch 8, at
 # 64x64 (channel_base 16384, as the original 'auto' config below 512 px) and 256x256
 # (channel_base 32768), channel_max 512, z_dim = w_dim = 512, 8 mapping layers. Also eval
@@ -15,7 +15,7 @@ import click
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from training.networks import Generator  # noqa: E402
+from training.networks_stylegan2 import Generator  # noqa: E402
 
 #----------------------------------------------------------------------------
 # Generator of the measured configuration for a resolution.

@@ -106,7 +106,7 @@ def make_cache_dir_path(*paths):
     return os.path.join(tempfile.gettempdir(), '.cache', 'dnnlib', *paths)
 
 #----------------------------------------------------------------------------
-# The name registry: a full dotted name ('training.networks.Generator') resolves to the object.
+# The name registry: a full dotted name ('training.networks_stylegan2.Generator') resolves to the object.
 
 class NameLookupError(ImportError):
     """A dotted name that does not resolve; the message lists the closest valid names."""
@@ -146,7 +146,7 @@ def _unknown_name_error(obj_name, module, rest):
 def get_module_from_obj_name(obj_name):
     """Split a dotted name into (module, attribute path inside it), importing the module."""
     if not isinstance(obj_name, str) or not obj_name or obj_name.strip('.') != obj_name:
-        raise NameLookupError(f'Expected a full dotted name such as "training.networks.Generator", got {obj_name!r}.')
+        raise NameLookupError(f'Expected a full dotted name such as "training.networks_stylegan2.Generator", got {obj_name!r}.')
     parts = obj_name.split('.')
     module, rest = _import_longest_prefix(parts)
     if module is None:
