@@ -4,20 +4,26 @@
 #
 # Generator: shared class embedding, hierarchical z (one chunk for the first linear layer
 # and one per block), residual up-sampling blocks with class-conditional BatchNorm
-# conditioned on [shared(c), z chunk], optional self-attention (SAGAN, Zhang et al. 2019),
-# spectral norm on every convolution and linear layer.
-# Discriminator: residual down-sampling blocks with spectral norm, optional self-attention,
-# ReLU, sum pooling, a linear output plus the projection term sum(embed(c) * h)
-# (Miyato & Koyama 2018, "cGANs with Projection Discriminator").
+# conditioned on [shared(c), z chunk], optional self-attention (SAGAN, Zhang et al. 2019).
+# Discriminator: residual down-sampling blocks, optional self-attention, ReLU, sum pooling,
+# a linear output plus the projection term sum(embed(c) * h) (Miyato & Koyama 2018, "cGANs
+# with Projection Discriminator").
+# Every convolution, linear and embedding layer comes from the layer factories which_conv,
+# which_linear, which_embedding chosen by G_param / D_param ('SN': spectral norm; 'none').
+#
+# Self-contained: this module imports only torch, numpy and torch_utils (whose layers are
+# persistent classes too), so a pickle carries all the code its networks run.
+
+import functools
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from torch_utils import misc
+from torch_utils import norms
 from torch_utils import persistence
-from training import norms
-from training import spectral_norm
+from torch_utils import spectral_norm
 
 #----------------------------------------------------------------------------
 # Weight initialisations selectable by name (G_init / D_init). They apply to the weight of
@@ -36,8 +42,43 @@ generator_norms = {
     'vbn':      'class-conditional virtual batch normalisation against a fixed reference batch',
 }
 
+# Layer parameterisations selectable by name (G_param / D_param, as BigGAN's options).
+layer_params = {
+    'SN':       'spectral norm on every convolution, linear and embedding layer',
+    'none':     'plain layers (an SN ablation)',
+}
+
 # Elements of z beyond this magnitude are redrawn by the truncation trick.
 TRUNCATION_THRESHOLD = 2.0
+
+#----------------------------------------------------------------------------
+# Embedding table that also takes float one-hot (or soft) labels [..., num_embeddings]:
+# those give input @ weight, integers look rows up. The plain which_embedding.
+
+@persistence.persistent_class
+class OneHotEmbedding(torch.nn.Embedding):
+    def forward(self, x):
+        if x.is_floating_point():
+            if x.shape[-1] != self.num_embeddings:
+                raise ValueError(f'OneHotEmbedding: floating-point input must end in {self.num_embeddings} (one-hot), got shape {list(x.shape)}')
+            return x @ self.weight.to(x.dtype)
+        return super().forward(x)
+
+#----------------------------------------------------------------------------
+# BigGAN's layer factories (which_conv, which_linear, which_embedding) for a parameterisation:
+# spectrally normalised layers with sn_kwargs (num_svs, num_itrs, eps) for 'SN', plain ones for 'none'.
+
+def layer_factories(param='SN', sn_kwargs=None):
+    if param not in layer_params:
+        raise ValueError(f'Unknown layer parameterisation {param!r}; choose one of {sorted(layer_params)}')
+    if param == 'none':
+        if sn_kwargs:
+            raise ValueError(f"Spectral-norm settings {sorted(sn_kwargs)} given with param='none'")
+        return torch.nn.Conv2d, torch.nn.Linear, OneHotEmbedding
+    sn_kwargs = dict(sn_kwargs or {})
+    return (functools.partial(spectral_norm.SpectralNormConv2d, **sn_kwargs),
+        functools.partial(spectral_norm.SpectralNormLinear, **sn_kwargs),
+        functools.partial(spectral_norm.SpectralNormEmbedding, **sn_kwargs))
 
 #----------------------------------------------------------------------------
 # Initialise the weights of all Conv2d, Linear and Embedding layers of a module.
@@ -135,7 +176,7 @@ def truncate_z(z, truncation_psi=1):
     return z * psi
 
 #----------------------------------------------------------------------------
-# Self-attention layer (SAGAN): 1x1 spectrally normalised convolutions theta, phi, g, o;
+# Self-attention layer (SAGAN): 1x1 convolutions theta, phi, g, o (which_conv, no bias);
 # phi and g are max-pooled 2x2; out = x + gamma * o(attention(g)), gamma learned from 0.
 
 @persistence.persistent_class
@@ -143,13 +184,14 @@ class SelfAttention(torch.nn.Module):
     def __init__(self,
         channels,               # Number of input and output channels.
         sn_kwargs   = None,     # Keyword arguments of the spectral-norm layers; None = defaults.
+        param       = 'SN',     # Layer parameterisation, one of layer_params.
     ):
         super().__init__()
-        sn_kwargs = dict(sn_kwargs or {})
+        which_conv, _which_linear, _which_embedding = layer_factories(param, sn_kwargs)
         self.channels = int(channels)
         self.key_channels = max(self.channels // 8, 1)
         self.value_channels = max(self.channels // 2, 1)
-        conv = lambda i, o: spectral_norm.SpectralNormConv2d(i, o, kernel_size=1, bias=False, **sn_kwargs)
+        conv = lambda i, o: which_conv(i, o, kernel_size=1, bias=False)
         self.theta = conv(self.channels, self.key_channels)
         self.phi = conv(self.channels, self.key_channels)
         self.g = conv(self.channels, self.value_channels)
@@ -167,12 +209,14 @@ class SelfAttention(torch.nn.Module):
         return x + self.gamma * self.o(o)
 
 #----------------------------------------------------------------------------
-# Normalisation layer of a generator block: ccbn when there is a conditioning vector,
-# otherwise the unconditional bn with learned gain and bias.
+# Normalisation layer of a generator block: ccbn when there is a conditioning vector (its
+# gain and bias layers are which_linear without bias, given as plain data so the network's
+# constructor arguments stay plain), otherwise the unconditional bn with learned gain and bias.
 
-def _make_norm(channels, cond_size, norm_kwargs, sn_kwargs):
+def _make_norm(channels, cond_size, norm_kwargs, sn_kwargs, param):
     if cond_size > 0:
-        return norms.ConditionalBatchNorm2d(channels, cond_size, sn_kwargs=sn_kwargs, **norm_kwargs)
+        use_sn = (param == 'SN')
+        return norms.ConditionalBatchNorm2d(channels, cond_size, use_sn=use_sn, sn_kwargs=(sn_kwargs if use_sn else None), **norm_kwargs)
     return norms.UnconditionalBatchNorm2d(channels, **norm_kwargs)
 
 #----------------------------------------------------------------------------
@@ -187,17 +231,18 @@ class GeneratorBlock(torch.nn.Module):
         cond_size,              # Size of the conditioning vector y (0 = unconditional norms).
         norm_kwargs,            # Keyword arguments of the norm layers (see _make_norm).
         sn_kwargs   = None,     # Keyword arguments of the spectral-norm layers; None = defaults.
+        param       = 'SN',     # Layer parameterisation, one of layer_params.
     ):
         super().__init__()
-        sn_kwargs = dict(sn_kwargs or {})
+        which_conv, _which_linear, _which_embedding = layer_factories(param, sn_kwargs)
         self.in_channels = int(in_channels)
         self.out_channels = int(out_channels)
         self.cond_size = int(cond_size)
-        self.norm1 = _make_norm(self.in_channels, self.cond_size, norm_kwargs, sn_kwargs)
-        self.conv1 = spectral_norm.SpectralNormConv2d(self.in_channels, self.out_channels, 3, padding=1, **sn_kwargs)
-        self.norm2 = _make_norm(self.out_channels, self.cond_size, norm_kwargs, sn_kwargs)
-        self.conv2 = spectral_norm.SpectralNormConv2d(self.out_channels, self.out_channels, 3, padding=1, **sn_kwargs)
-        self.conv_sc = spectral_norm.SpectralNormConv2d(self.in_channels, self.out_channels, 1, **sn_kwargs)
+        self.norm1 = _make_norm(self.in_channels, self.cond_size, norm_kwargs, sn_kwargs, param)
+        self.conv1 = which_conv(self.in_channels, self.out_channels, 3, padding=1)
+        self.norm2 = _make_norm(self.out_channels, self.cond_size, norm_kwargs, sn_kwargs, param)
+        self.conv2 = which_conv(self.out_channels, self.out_channels, 3, padding=1)
+        self.conv_sc = which_conv(self.in_channels, self.out_channels, 1)
 
     def forward(self, x, y=None):
         misc.assert_shape(x, [None, self.in_channels, None, None])
@@ -221,18 +266,19 @@ class DiscriminatorBlock(torch.nn.Module):
         downsample,             # Halve the resolution by 2x2 average pooling.
         preactivation,          # Apply ReLU to the input first (all blocks but the first).
         sn_kwargs   = None,     # Keyword arguments of the spectral-norm layers; None = defaults.
+        param       = 'SN',     # Layer parameterisation, one of layer_params.
     ):
         super().__init__()
-        sn_kwargs = dict(sn_kwargs or {})
+        which_conv, _which_linear, _which_embedding = layer_factories(param, sn_kwargs)
         self.in_channels = int(in_channels)
         self.out_channels = int(out_channels)
         self.downsample = bool(downsample)
         self.preactivation = bool(preactivation)
-        self.conv1 = spectral_norm.SpectralNormConv2d(self.in_channels, self.out_channels, 3, padding=1, **sn_kwargs)
-        self.conv2 = spectral_norm.SpectralNormConv2d(self.out_channels, self.out_channels, 3, padding=1, **sn_kwargs)
+        self.conv1 = which_conv(self.in_channels, self.out_channels, 3, padding=1)
+        self.conv2 = which_conv(self.out_channels, self.out_channels, 3, padding=1)
         self.conv_sc = None
         if self.in_channels != self.out_channels or self.downsample:
-            self.conv_sc = spectral_norm.SpectralNormConv2d(self.in_channels, self.out_channels, 1, **sn_kwargs)
+            self.conv_sc = which_conv(self.in_channels, self.out_channels, 1)
 
     def _shortcut(self, x):
         if self.preactivation:
@@ -271,8 +317,10 @@ class Generator(torch.nn.Module):
         img_channels,               # Number of output color channels.
         ch              = 64,       # Channel width multiplier (BigGAN's G_ch).
         attn_res        = None,     # Block output resolutions followed by self-attention; None = (64,) when present.
-        shared_dim      = 128,      # Size of the shared class embedding (used when c_dim > 0).
+        shared_dim      = 128,      # Size of the shared class embedding (used when c_dim > 0 and G_shared).
+        G_shared        = True,     # Blocks are conditioned on a shared class embedding; False = on the one-hot label itself.
         hier            = True,     # Hierarchical z: split z over the first layer and the blocks.
+        G_param         = 'SN',     # Layer parameterisation, one of layer_params: 'SN' or 'none'.
         norm            = 'ccbn',   # Normalisation, one of generator_norms: 'ccbn' or 'vbn'.
         norm_style      = 'bn',     # ccbn norm style: 'bn', 'in', 'gn', 'nonorm' (see norms.norm_styles).
         bn_eps          = 1e-5,     # Epsilon of the norm layers.
@@ -291,8 +339,8 @@ class Generator(torch.nn.Module):
             raise ValueError(f'Unknown generator norm {norm!r}; choose one of {sorted(generator_norms)}')
         if norm == 'vbn' and norm_style not in ('bn', 'vbn'):
             raise ValueError(f"norm='vbn' sets the norm style itself; got norm_style={norm_style!r}")
-        if int(ch) < 1 or (int(c_dim) > 0 and int(shared_dim) < 1):
-            raise ValueError(f'Generator needs ch >= 1 and, with labels, shared_dim >= 1; got ch={ch}, shared_dim={shared_dim}')
+        if int(ch) < 1 or (int(c_dim) > 0 and G_shared and int(shared_dim) < 1):
+            raise ValueError(f'Generator needs ch >= 1 and, with a shared class embedding, shared_dim >= 1; got ch={ch}, shared_dim={shared_dim}')
         self.z_dim = int(z_dim)
         self.c_dim = int(c_dim)
         self.img_resolution = int(img_resolution)
@@ -302,23 +350,26 @@ class Generator(torch.nn.Module):
         arch = generator_arch(self.img_resolution, int(ch))
         self.attn_res = _attention_resolutions(attn_res, [res for _i, _o, res in arch])
         self.z_chunk_sizes = _z_chunk_sizes(self.z_dim, len(arch) + 1) if self.hier else [self.z_dim]
-        self.shared_dim = int(shared_dim) if self.c_dim > 0 else 0
-        sn_kwargs = dict(num_svs=num_svs, num_itrs=num_itrs, eps=sn_eps)
+        self.shared_dim = int(shared_dim) if self.c_dim > 0 and G_shared else 0
+        label_size = self.shared_dim if G_shared else self.c_dim  # Size of the label part of each block's y.
+        sn_kwargs = dict(num_svs=num_svs, num_itrs=num_itrs, eps=sn_eps) if G_param == 'SN' else None
+        which_conv, which_linear, _which_embedding = layer_factories(G_param, sn_kwargs)
+        layer_kwargs = dict(sn_kwargs=sn_kwargs, param=G_param)
         norm_kwargs = dict(norm_style=('vbn' if norm == 'vbn' else norm_style), eps=bn_eps, momentum=bn_momentum,
             cross_replica=cross_replica, mybn=mybn, num_groups=num_groups)
 
-        # Layers.
-        self.shared = torch.nn.Linear(self.c_dim, self.shared_dim, bias=False) if self.c_dim > 0 else None
+        # Layers. The shared embedding is a bias-free linear map of the one-hot label (BigGAN's table, never SN).
+        self.shared = torch.nn.Linear(self.c_dim, self.shared_dim, bias=False) if self.shared_dim > 0 else None
         self.bottom_channels = arch[0][0]
-        self.linear = spectral_norm.SpectralNormLinear(self.z_chunk_sizes[0], self.bottom_channels * 16, **sn_kwargs)
+        self.linear = which_linear(self.z_chunk_sizes[0], self.bottom_channels * 16)
         self.blocks = torch.nn.ModuleList()
         self.attentions = torch.nn.ModuleList()
         for idx, (in_channels, out_channels, res) in enumerate(arch):
-            cond_size = self.shared_dim + (self.z_chunk_sizes[idx + 1] if self.hier else 0)
-            self.blocks.append(GeneratorBlock(in_channels, out_channels, cond_size, norm_kwargs, sn_kwargs))
-            self.attentions.append(SelfAttention(out_channels, sn_kwargs) if res in self.attn_res else torch.nn.Identity())
+            cond_size = label_size + (self.z_chunk_sizes[idx + 1] if self.hier else 0)
+            self.blocks.append(GeneratorBlock(in_channels, out_channels, cond_size, norm_kwargs, **layer_kwargs))
+            self.attentions.append(SelfAttention(out_channels, **layer_kwargs) if res in self.attn_res else torch.nn.Identity())
         self.output_norm = norms.UnconditionalBatchNorm2d(arch[-1][1], **norm_kwargs)
-        self.output_conv = spectral_norm.SpectralNormConv2d(arch[-1][1], self.img_channels, 3, padding=1, **sn_kwargs)
+        self.output_conv = which_conv(arch[-1][1], self.img_channels, 3, padding=1)
         init_weights(self, G_init)
 
         # Fixed reference batch of virtual batch normalisation.
@@ -328,12 +379,15 @@ class Generator(torch.nn.Module):
             self.register_buffer('vbn_ref_z', torch.randn([int(vbn_ref_size), self.z_dim]))
             self.register_buffer('vbn_ref_c', _random_labels(int(vbn_ref_size), self.c_dim, device='cpu'))
 
-    # Conditioning vectors of the blocks: [shared(c), z chunk], shared(c) or None.
+    # Conditioning vectors of the blocks: [label, z chunk], label or None, where the label is
+    # shared(c) (G_shared) or the one-hot c itself.
     def _block_conditions(self, z_chunks, c):
-        shared = self.shared(c) if self.shared is not None else None
+        label = None
+        if self.c_dim > 0:
+            label = self.shared(c) if self.shared is not None else c
         if not self.hier:
-            return [shared] * len(self.blocks)
-        return [torch.cat([shared, zc], dim=1) if shared is not None else zc for zc in z_chunks[1:]]
+            return [label] * len(self.blocks)
+        return [torch.cat([label, zc], dim=1) if label is not None else zc for zc in z_chunks[1:]]
 
     # Image from (already truncated) z and c.
     def synthesize(self, z, c):
@@ -382,6 +436,7 @@ class Discriminator(torch.nn.Module):
         img_channels,               # Number of input color channels.
         ch              = 64,       # Channel width multiplier (BigGAN's D_ch).
         attn_res        = None,     # Block output resolutions followed by self-attention; None = (64,) when present.
+        D_param         = 'SN',     # Layer parameterisation, one of layer_params: 'SN' or 'none'.
         num_svs         = 1,        # Singular values tracked by each spectral-norm layer.
         num_itrs        = 1,        # Power-iteration steps per training forward pass.
         sn_eps          = 1e-12,    # Epsilon of the spectral-norm vector normalisation.
@@ -395,17 +450,19 @@ class Discriminator(torch.nn.Module):
         self.img_channels = int(img_channels)
         arch = discriminator_arch(self.img_resolution, int(ch), self.img_channels)
         self.attn_res = _attention_resolutions(attn_res, [res for _i, _o, _d, res in arch])
-        sn_kwargs = dict(num_svs=num_svs, num_itrs=num_itrs, eps=sn_eps)
+        sn_kwargs = dict(num_svs=num_svs, num_itrs=num_itrs, eps=sn_eps) if D_param == 'SN' else None
+        _which_conv, which_linear, which_embedding = layer_factories(D_param, sn_kwargs)
+        layer_kwargs = dict(sn_kwargs=sn_kwargs, param=D_param)
 
         # Layers.
         self.blocks = torch.nn.ModuleList()
         self.attentions = torch.nn.ModuleList()
         for idx, (in_channels, out_channels, down, res) in enumerate(arch):
-            self.blocks.append(DiscriminatorBlock(in_channels, out_channels, down, preactivation=(idx > 0), sn_kwargs=sn_kwargs))
-            self.attentions.append(SelfAttention(out_channels, sn_kwargs) if res in self.attn_res else torch.nn.Identity())
+            self.blocks.append(DiscriminatorBlock(in_channels, out_channels, down, preactivation=(idx > 0), **layer_kwargs))
+            self.attentions.append(SelfAttention(out_channels, **layer_kwargs) if res in self.attn_res else torch.nn.Identity())
         self.out_channels = arch[-1][1]
-        self.linear = spectral_norm.SpectralNormLinear(self.out_channels, 1, **sn_kwargs)
-        self.embed = spectral_norm.SpectralNormEmbedding(self.c_dim, self.out_channels, **sn_kwargs) if self.c_dim > 0 else None
+        self.linear = which_linear(self.out_channels, 1)
+        self.embed = which_embedding(self.c_dim, self.out_channels) if self.c_dim > 0 else None
         init_weights(self, D_init)
 
     def forward(self,
@@ -439,12 +496,15 @@ def _random_labels(n, c_dim, device, generator=None):
 
 #----------------------------------------------------------------------------
 # Standing statistics (BigGAN sec. 4 / appendix): reset the statistics of every
-# StandingBatchNorm in G, run G in training mode without gradients over num_batches batches
-# of random z and uniformly random classes, averaging the batch statistics, then put G in
-# eval mode so it normalises with those averages. Spectral-norm layers are kept in eval
-# mode meanwhile, so their singular vectors do not change. Modifies G in place; returns G.
+# StandingBatchNorm in the generator `module`, run it in training mode without gradients
+# over num_batches batches of random z and uniformly random classes, averaging the batch
+# statistics, then put it in eval mode so it normalises with those averages. Spectral-norm
+# layers are kept in eval mode meanwhile, so their singular vectors do not change. Modifies
+# the module in place and returns it. The training loop calls it by name as a snapshot hook
+# (module=, batch_size=, device=, seed=, num_batches=); seed=None draws a fresh seed.
 
-def accumulate_standing_stats(G, num_batches, batch_size, device, seed=None):
+def accumulate_standing_stats(module, num_batches, batch_size, device, seed=0):
+    G = module
     standing = [m for m in G.modules() if callable(getattr(m, 'reset_stats', None)) and hasattr(m, 'accumulate_standing')]
     if not standing:
         raise ValueError('accumulate_standing_stats: G has no BatchNorm with standing statistics; build it with mybn=True (or cross_replica=True)')
