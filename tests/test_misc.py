@@ -221,6 +221,7 @@ _DDP_WORKER = textwrap.dedent('''
     with torch.no_grad():
         net.weight.fill_(1.0); net.weight[0, 0] = float('nan'); net.bias.fill_(float(rank))
     misc.check_ddp_consistency(net, ignore_regex=r'.*\\.bias')
+    misc.check_ddp_consistency(net, ignore_names=['bias'])
     try:
         misc.check_ddp_consistency(net)
         print('rank', rank, 'no error')
@@ -239,6 +240,28 @@ def test_check_ddp_consistency_two_processes(tmp_path):
         assert proc.returncode == 0, err
     assert 'rank 0 no error' in outs[0][0]
     assert 'rank 1 error: check_ddp_consistency: Linear.bias on rank 1 differs from rank 0' in outs[1][0]
+
+#----------------------------------------------------------------------------
+# rank_local_buffer_names: each class's own regexes, on its own buffers only, plus torch's running statistics.
+
+class _Averaging(torch.nn.Module):
+    rank_local_buffers = ('w_avg', r'stat_\w+')
+    def __init__(self):
+        super().__init__()
+        self.register_buffer('w_avg', torch.zeros(2))
+        self.register_buffer('stat_mean', torch.zeros(2))
+        self.register_buffer('w_avg_copy', torch.zeros(2)) # Fullmatch: not rank-local.
+        self.register_buffer('constant', torch.zeros(2))
+        self.inner = torch.nn.Module()
+        self.inner.register_buffer('w_avg', torch.zeros(2)) # Another class, which declares nothing.
+
+def test_rank_local_buffer_names():
+    net = torch.nn.Sequential(_Averaging(), torch.nn.BatchNorm2d(3), torch.nn.Linear(2, 2))
+    assert misc.rank_local_buffer_names(net) == ['0.w_avg', '0.stat_mean', '1.running_mean', '1.running_var', '1.num_batches_tracked']
+    assert misc.rank_local_buffer_names(_Averaging()) == ['w_avg', 'stat_mean']
+    assert misc.rank_local_buffer_names(torch.nn.BatchNorm1d(2, track_running_stats=False)) == []
+    with pytest.raises(TypeError):
+        misc.rank_local_buffer_names('not a module')
 
 #----------------------------------------------------------------------------
 # print_module_summary: rows, counts, shapes, dtypes and the returned outputs.

@@ -209,16 +209,42 @@ def ddp_sync(module, sync):
             yield
 
 #----------------------------------------------------------------------------
+# Buffers that legitimately differ between processes (running averages over each rank's own
+# batches): a module class lists them in a class attribute `rank_local_buffers`, a tuple of
+# regexes each fullmatched against the names of that module's OWN buffers; torch's BatchNorm and
+# InstanceNorm running statistics count as rank-local too.
+
+_TORCH_RUNNING_STATS_CLASSES = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d, torch.nn.SyncBatchNorm,
+    torch.nn.InstanceNorm1d, torch.nn.InstanceNorm2d, torch.nn.InstanceNorm3d)
+_TORCH_RUNNING_STATS = ('running_mean', 'running_var', 'num_batches_tracked')
+
+def rank_local_buffer_names(module):
+    """Full names (as in module.named_buffers()) of the rank-local buffers of module and its submodules."""
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f'Expected a torch.nn.Module, got {type(module).__name__}')
+    names = []
+    for prefix, sub in module.named_modules():
+        patterns = tuple(getattr(type(sub), 'rank_local_buffers', ()))
+        if isinstance(sub, _TORCH_RUNNING_STATS_CLASSES):
+            patterns += _TORCH_RUNNING_STATS
+        for name, _buffer in sub.named_buffers(recurse=False):
+            if any(re.fullmatch(pattern, name) for pattern in patterns):
+                names.append(f'{prefix}.{name}' if prefix else name)
+    return names
+
+#----------------------------------------------------------------------------
 # Check that every parameter and buffer equals the one on rank 0 (broadcast and compare;
 # NaNs at the same place count as equal). Tensor names are '<ClassName>.<name>';
-# ignore_regex skips the names it fully matches. No-op outside torch.distributed.
+# ignore_regex skips the names it fully matches, ignore_names the names (as in
+# named_buffers(), without the class) it lists. No-op outside torch.distributed.
 
-def check_ddp_consistency(module, ignore_regex=None):
+def check_ddp_consistency(module, ignore_regex=None, ignore_names=()):
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return
+    ignore_names = set(ignore_names)
     for name, tensor in named_params_and_buffers(module):
         fullname = type(module).__name__ + '.' + name
-        if ignore_regex is not None and re.fullmatch(ignore_regex, fullname):
+        if name in ignore_names or (ignore_regex is not None and re.fullmatch(ignore_regex, fullname)):
             continue
         tensor = tensor.detach()
         other = tensor.clone()
