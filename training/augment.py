@@ -42,48 +42,54 @@ augpipe_specs = {
 }
 
 #----------------------------------------------------------------------------
-# 2x resampling lowpass: a 12-tap Kaiser-windowed half-band sinc (cutoff pi/2 of the fine
-# grid). Each polyphase component is normalised to sum 1/2, so 2x up- and down-sampling
-# keep a constant image exactly constant.
+# Decomposition lowpass filters h of two orthogonal wavelets (PyWavelets' `dec_lo`, as in the
+# original ADA code). Orthonormality: sum(h) = sqrt(2), sum(h^2) = 1 and
+# sum_k h[k] h[k + 2n] = 0 for n != 0; tests/test_augment.py checks these and the vanishing
+# moments of the derived highpass, so a mistyped digit fails.
 
-def design_resampling_filter(num_taps=12, beta=6.0):
-    t = np.arange(num_taps) - (num_taps - 1) / 2   # Tap positions on the fine grid (half-integers).
-    taps = np.sinc(t / 2) * np.kaiser(num_taps, beta)
-    taps[0::2] *= 0.5 / taps[0::2].sum()
-    taps[1::2] *= 0.5 / taps[1::2].sum()
-    return taps
+SYM2_LOWPASS = (
+    -0.12940952255092145, 0.22414386804185735, 0.836516303737469, 0.48296291314469025,
+)
 
-#----------------------------------------------------------------------------
-# Filter bank for image-space filtering: four zero-phase 1-D bands built by the a-trous
-# scheme from the symmetric pair lowpass h = [1, 2, 1] / 4, highpass delta - h. With the
-# lowpasses L1 = h, L2 = L1 * up2(h), L3 = L2 * up4(h) (half-amplitude cutoffs pi/2, pi/4,
-# pi/8) the bands are L3, L2 - L3, L1 - L2, delta - L1, i.e. [0, pi/8], [pi/8, pi/4],
-# [pi/4, pi/2], [pi/2, pi]. They sum to delta (perfect reconstruction). Returns [4, 15].
+SYM6_LOWPASS = (
+    0.015404109327027373, 0.0034907120842174702, -0.11799011114819057, -0.048311742585633,
+    0.4910559419267466, 0.787641141030194, 0.3379294217276218, -0.07263752278646252,
+    -0.021060292512300564, 0.04472490177066578, 0.0017677118642428036, -0.007800708325034148,
+)
 
-def design_filter_bank():
-    h = np.array([1, 2, 1]) / 4
-    lowpass = [np.array([1.0])]
-    for level in range(3):
-        h_up = np.zeros(2 * 2 ** level + 1)
-        h_up[::2 ** level] = h                      # h with 2^level - 1 zeros between taps.
-        lowpass.append(np.convolve(lowpass[-1], h_up))
-    size = len(lowpass[-1])
-    centred = [np.pad(f, ((size - len(f)) // 2, (size - len(f)) // 2)) for f in lowpass]
-    return np.stack([centred[3], centred[2] - centred[3], centred[1] - centred[2], centred[0] - centred[1]])
+# Share of a natural image's power (about 1/f spectrum) in each band of the filter bank,
+# low to high; the band gains are normalised with it (the original's weights).
+
+BAND_POWER = (10 / 13, 1 / 13, 1 / 13, 1 / 13)
 
 #----------------------------------------------------------------------------
-# Band cross-energy matrix A (normalised so that sum(A) = 1) of the filter bank under the
-# power spectrum s(w) = 1/w per axis (natural images) sampled at the nonzero frequencies
-# w_k = 2 pi k / size of a size-pixel image. For band gains g the separable 2-D filter
-# Hg(wx) Hg(wy), Hg = sum_i g_i B_i, multiplies the energy of such an image (mean removed)
-# by (g^T A g)^2, so dividing g by sqrt(g^T A g) keeps it.
+# Insert k - 1 zeros between the taps of a 1-D filter (f(z) -> f(z^k)).
 
-def filter_bank_energy(bank, size=256):
-    w = 2 * np.pi * np.arange(1, size // 2 + 1) / size
-    m = np.arange(bank.shape[1]) - bank.shape[1] // 2
-    response = bank @ np.cos(m[:, None] * w[None, :])   # [band, freq], real (zero phase).
-    energy = (response[:, None, :] * response[None, :, :] / w).sum(axis=2)
-    return energy / energy.sum()
+def _dilate(f, k):
+    out = np.zeros((len(f) - 1) * k + 1)
+    out[::k] = f
+    return out
+
+#----------------------------------------------------------------------------
+# Image-space filter bank: num_bands zero-phase 1-D bands from an orthogonal wavelet lowpass
+# h, low to high. With the halfband pair lo(w) = |H(w)|^2 / 2 and hi(w) = |H(w + pi)|^2 / 2
+# (lo + hi = 1 because h is orthogonal), band b counted from the top is
+# hi(2^b w) * prod_{k<b} lo(2^k w) and the lowest band is the product of all the lowpasses:
+# roughly [pi/2, pi], [pi/4, pi/2], [pi/8, pi/4], [0, pi/8] for 4 bands. The bands sum to a
+# unit impulse. Returns [num_bands, taps] (43 taps for sym2 and 4 bands).
+
+def design_filter_bank(h=SYM2_LOWPASS, num_bands=4):
+    h = np.asarray(h, dtype=np.float64)
+    h_mod = h * (-1.0) ** np.arange(len(h))           # H(w + pi).
+    lo = np.convolve(h, h[::-1]) / 2
+    hi = np.convolve(h_mod, h_mod[::-1]) / 2
+    bands, low = [], np.ones(1)
+    for level in range(num_bands - 1):
+        bands.append(np.convolve(low, _dilate(hi, 2 ** level)))
+        low = np.convolve(low, _dilate(lo, 2 ** level))
+    bands.append(low)
+    size = len(low)
+    return np.stack([np.pad(f, (size - len(f)) // 2) for f in bands[::-1]])
 
 #----------------------------------------------------------------------------
 # Batched matrices from per-image entries: rows of python numbers or [N] tensors.
@@ -218,13 +224,18 @@ def blit_images(images, G):
 #----------------------------------------------------------------------------
 # Geometric resampling out(x) = in(G x) for a general inverse transform G [N, 3, 3] in
 # centred pixel coordinates, anti-aliased as in ADA: reflect-pad, upsample 2x with the
-# lowpass f, bilinear grid_sample in the upsampled space, filter and downsample 2x.
+# orthogonal wavelet lowpass f (convolution), bilinear grid_sample in the upsampled space,
+# filter with the flipped f (correlation) and downsample 2x. Up then down is the identity
+# (sum_k f[k] f[k + 2n] = delta[n] / 2), so G = identity returns the image exactly. sym6 is
+# not symmetric: its centre (DC group delay, 5.10 taps rather than 5.5) places the fine
+# samples, so that rotations and scalings turn about the true image centre.
 
 def resample_images(images, G, f):
     """Args:
         images: [N, C, H, W] float tensor.
         G:      [N, 3, 3] float32 inverse transforms (output -> input pixel, centred coordinates).
-        f:      1-D even-length lowpass taps for the 2x up- and down-sampling (float32 tensor).
+        f:      1-D even-length orthogonal lowpass normalised to sum 1, e.g. sym6 / sqrt(2)
+                (float32 tensor); up-sampling convolves with it, down-sampling correlates.
 
     Returns:
         [N, C, H, W] tensor, differentiable w.r.t. images (and G).
@@ -232,13 +243,16 @@ def resample_images(images, G, f):
     N, C, H, W = images.shape
     L = f.shape[0]
     m = L // 2 - 1                                  # Extra fine samples per side for the downsampling filter.
+    taps = f.detach().double().cpu()
+    shift = m - float((torch.arange(L, dtype=torch.float64) * taps).sum() / taps.sum())  # -0.5 if symmetric.
 
-    # Sampling positions: fine output samples j at pixel coordinate j / 2 - 1 / 4, centred.
-    cx = (torch.arange(-m, 2 * W + m, device=images.device, dtype=torch.float32) / 2 - 0.25) - (W - 1) / 2
-    cy = (torch.arange(-m, 2 * H + m, device=images.device, dtype=torch.float32) / 2 - 0.25) - (H - 1) / 2
+    # Sampling positions: fine output sample j at pixel coordinate (j + shift) / 2, centred
+    # (float64, so that the identity hits the fine samples to float32 precision).
+    cx = (torch.arange(-m, 2 * W + m, device=images.device, dtype=torch.float64) + shift) / 2 - (W - 1) / 2
+    cy = (torch.arange(-m, 2 * H + m, device=images.device, dtype=torch.float64) + shift) / 2 - (H - 1) / 2
     cy, cx = torch.meshgrid(cy, cx, indexing='ij')
     pts = torch.stack([cx.reshape(-1), cy.reshape(-1), torch.ones_like(cx).reshape(-1)])  # [3, P]
-    src = G[:, :2, :] @ pts                         # [N, 2, P], centred source coordinates.
+    src = G[:, :2, :].double() @ pts                # [N, 2, P], centred source coordinates.
 
     # Reflect-pad enough that every sample (plus the upsampling filter support) is inside.
     reach = src.detach().abs().amax(dim=(0, 2)).cpu()
@@ -247,16 +261,25 @@ def resample_images(images, G, f):
     x = upfirdn2d.upsample2d(_reflect_pad(images, px, py), f)
 
     # Source pixel (u) in the upsampled padded image, then grid_sample's [-1, 1] convention.
-    ux = 2 * (src[:, 0] + (W - 1) / 2 + px) + 0.5
-    uy = 2 * (src[:, 1] + (H - 1) / 2 + py) + 0.5
+    ux = 2 * (src[:, 0] + (W - 1) / 2 + px) - shift
+    uy = 2 * (src[:, 1] + (H - 1) / 2 + py) - shift
     grid = torch.stack([(2 * ux + 1) / x.shape[3] - 1, (2 * uy + 1) / x.shape[2] - 1], dim=2)
     grid = grid.reshape(N, 2 * H + 2 * m, 2 * W + 2 * m, 2)
     x = grid_sample_gradfix.grid_sample(x, grid.to(x.dtype))
-    return upfirdn2d.upfirdn2d(x, f, down=2)
+    return upfirdn2d.upfirdn2d(x, f, down=2, flip_filter=True)
 
 #----------------------------------------------------------------------------
-# Image-space filtering: per-image zero-phase separable filter taps [N, K] applied to each
-# image's deviation from its per-channel mean (the mean is kept), with reflect padding.
+# Band gains of image-space filtering from per-band amplifications t [N, band] (1 where a
+# band did not fire), as in the original: each band's gain vector (t_i at band i, 1
+# elsewhere) is divided by its expected power sqrt(sum_j w_j v_j^2) under the band powers
+# w [band] (sum 1), and these vectors are multiplied: g = t / prod_i sqrt(1 + w_i (t_i^2 - 1)).
+
+def band_gains(t, w):
+    return t / (1 + w * (t.square() - 1)).sqrt().prod(dim=-1, keepdim=True)
+
+#----------------------------------------------------------------------------
+# Image-space filtering: per-image zero-phase separable filter taps [N, K] applied along x
+# then y, with reflect padding.
 
 def filter_images(images, taps):
     """Args:
@@ -264,16 +287,15 @@ def filter_images(images, taps):
         taps:   [N, K] symmetric taps per image, K odd (any K: the padding reflects repeatedly).
 
     Returns:
-        [N, C, H, W] tensor: mean + taps (along x then y) applied to (images - mean).
+        [N, C, H, W] tensor: images filtered by taps along x, then along y.
     """
     N, C, H, W = images.shape
     K = taps.shape[1]
-    mean = images.mean(dim=(2, 3), keepdim=True)
-    x = _reflect_pad(images - mean, K // 2, K // 2).reshape(1, N * C, H + K - 1, W + K - 1)
+    x = _reflect_pad(images, K // 2, K // 2).reshape(1, N * C, H + K - 1, W + K - 1)
     w = taps.to(images.dtype).repeat_interleave(C, dim=0)          # [NC, K]
     x = conv2d_gradfix.conv2d(input=x, weight=w[:, None, None, :], groups=N * C)
     x = conv2d_gradfix.conv2d(input=x, weight=w[:, None, :, None], groups=N * C)
-    return x.reshape(N, C, H, W) + mean
+    return x.reshape(N, C, H, W)
 
 #----------------------------------------------------------------------------
 # Step of the adaptive p after one adjustment interval (ADA, Section 3): rt = E[sign(D(real))]
@@ -340,10 +362,10 @@ class AugmentPipe(torch.nn.Module):
             setattr(self, name, float(value))
         self.imgfilter_bands = [float(b) for b in bands]
         self.register_buffer('p', torch.zeros([]))  # Augmentation probability, saved in pickles.
-        self.register_buffer('geom_filter', torch.tensor(design_resampling_filter(), dtype=torch.float32), persistent=False)
-        bank = design_filter_bank()
-        self.register_buffer('band_filters', torch.tensor(bank, dtype=torch.float32), persistent=False)
-        self.register_buffer('band_energy', torch.tensor(filter_bank_energy(bank), dtype=torch.float32), persistent=False)
+        geom_filter = np.asarray(SYM6_LOWPASS) / math.sqrt(2)     # Sum 1.
+        self.register_buffer('geom_filter', torch.tensor(geom_filter, dtype=torch.float32), persistent=False)
+        self.register_buffer('band_filters', torch.tensor(design_filter_bank(), dtype=torch.float32), persistent=False)
+        self.register_buffer('band_power', torch.tensor(BAND_POWER, dtype=torch.float32), persistent=False)
 
     # Move p by delta, clamped to [0, 1]; returns the new p.
     @torch.no_grad()
@@ -429,7 +451,8 @@ class AugmentPipe(torch.nn.Module):
                 G = G @ _translate2d(-t[:, 0] * W, -t[:, 1] * H, ref)
         return G, active
 
-    # Pixel blitting and general geometric ops; each image is resampled at most once.
+    # Pixel blitting (exact), then the general geometric ops: out(x) = in(G_blit G_gen x). Each
+    # image is resampled at most once, only if a general op fired for it.
     def _geometric(self, images, p, s):
         N, C, H, W = images.shape
         G_blit = self._blit_matrix(p, s, H, W)
@@ -438,8 +461,7 @@ class AugmentPipe(torch.nn.Module):
         if G_gen is not None:
             idx = active.nonzero()[:, 0]
             if idx.numel() > 0:
-                G = G_gen if G_blit is None else G_blit @ G_gen
-                resampled = resample_images(images[idx], G[idx], self.geom_filter)
+                resampled = resample_images(out[idx], G_gen[idx], self.geom_filter)
                 out = out.index_copy(0, idx, resampled.to(out.dtype))
         return out
 
@@ -476,7 +498,8 @@ class AugmentPipe(torch.nn.Module):
             x = x * M[:, :3, :3].sum(dim=2).mean(dim=1)[:, None, None] + M[:, :3, 3].mean(dim=1)[:, None, None]
         return x.reshape(N, C, H, W)
 
-    # Image-space filtering: amplify each of the 4 bands by 2^N(0, imgfilter_std^2), keep energy.
+    # Image-space filtering: amplify each of the 4 bands by t_i = 2^N(0, imgfilter_std^2), then
+    # normalise the gains as the original (band_gains).
     def _filter(self, images, p, s):
         gains, gates = [], []
         for band_multiplier in self.imgfilter_bands:
@@ -485,8 +508,7 @@ class AugmentPipe(torch.nn.Module):
             gates.append(gate)
         if not torch.stack(gates).any():
             return images
-        g = torch.stack(gains, dim=1)                                # [N, band]
-        g = g / torch.einsum('ni,ij,nj->n', g, self.band_energy, g).sqrt()[:, None]
+        g = band_gains(torch.stack(gains, dim=1), self.band_power)   # [N, band]
         return filter_images(images, g @ self.band_filters)
 
     # Additive Gaussian noise with per-image sigma = |N(0, noise_std^2)|.
