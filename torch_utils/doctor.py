@@ -14,9 +14,10 @@ import torch
 
 from torch_utils import custom_ops
 from torch_utils.ops import bias_act
+from torch_utils.ops import filtered_lrelu
 from torch_utils.ops import upfirdn2d
 
-PLUGIN_MODULES = dict(bias_act=bias_act, upfirdn2d=upfirdn2d)
+PLUGIN_MODULES = dict(bias_act=bias_act, upfirdn2d=upfirdn2d, filtered_lrelu=filtered_lrelu)
 
 #----------------------------------------------------------------------------
 # (label, value) rows describing the environment.
@@ -48,7 +49,7 @@ def check_plugins(echo):
             echo(f'  {name:10s} ok (ready in {time.time() - start:.1f} s)')
             errors[name] = None
         else:
-            errors[name] = str(module._plugin_error)
+            errors[name] = str(module._plugin_error or 'the upfirdn2d plugin it runs on failed (see above)')
             echo(f'  {name:10s} FAILED:')
             echo('\n'.join('      ' + line for line in errors[name].split('\n')))
     return errors
@@ -76,6 +77,8 @@ def parity_cases(device):
         ('bias_act swish', 'bias_act', with_grad(lambda x, impl: bias_act.bias_act(x, b, act='swish', impl=impl))),
         ('upsample2d', 'upfirdn2d', with_grad(lambda x, impl: upfirdn2d.upsample2d(x, f, impl=impl))),
         ('downsample2d', 'upfirdn2d', with_grad(lambda x, impl: upfirdn2d.downsample2d(x, f, impl=impl))),
+        ('filtered_lrelu', 'filtered_lrelu', with_grad(lambda x, impl: filtered_lrelu.filtered_lrelu(x, f, f, b, up=2,
+            down=2, padding=3, clamp=1.5, impl=impl))),
     ]
 
 #----------------------------------------------------------------------------
