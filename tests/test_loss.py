@@ -178,3 +178,48 @@ def test_bad_configuration_errors():
         loss_module.StyleGAN2Loss('cpu', PlainG(), D)
 
 #----------------------------------------------------------------------------
+# w_avg is tracked in every training-mode mapping call (Gmain, Greg, the Dmain fake pass) from the
+# first latents only: the style-mixing call leaves it alone, as in the original.
+
+def _tiny_stylegan2():
+    from training import networks_stylegan2
+    torch.manual_seed(0)
+    G = networks_stylegan2.Generator(z_dim=4, c_dim=0, w_dim=4, img_resolution=8, img_channels=1,
+        mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=32, channel_max=4)).train()
+    D = networks_stylegan2.Discriminator(c_dim=0, img_resolution=8, img_channels=1, channel_base=32, channel_max=4,
+        epilogue_kwargs=dict(mbstd_group_size=2)).train()
+    return G, D
+
+@pytest.mark.parametrize('phase', ['Gmain', 'Greg', 'Dmain'])
+def test_w_avg_tracked_in_every_training_call(phase):
+    G, D = _tiny_stylegan2()
+    with torch.no_grad():
+        G.mapping.w_avg.copy_(torch.randn([4]))
+    before = G.mapping.w_avg.clone()
+    loss = loss_module.StyleGAN2Loss('cpu', G, D, r1_gamma=1, style_mixing_prob=1, pl_weight=2, pl_batch_shrink=2)
+    z = torch.randn([4, 4])
+    c = torch.zeros([4, 0])
+    used_z = z[:2] if phase == 'Greg' else z # Greg runs on batch // pl_batch_shrink.
+    with torch.no_grad():
+        w = G.mapping(used_z, c, update_emas=False)[:, 0] # [NC]
+    expected = w.mean(dim=0).lerp(before, G.mapping.w_avg_beta)
+    loss.accumulate_gradients(phase, real_img=torch.randn([4, 1, 8, 8]), real_c=c, gen_z=z, gen_c=c, gain=1)
+    torch.testing.assert_close(G.mapping.w_avg, expected, rtol=0, atol=1e-6)
+    assert not torch.allclose(G.mapping.w_avg, before)
+
+# The loss owns its running state: state_dict() / load_state_dict() round-trip it, a missing entry is an error.
+def test_loss_state_round_trip():
+    G, D = ToyG(), ToyD()
+    loss = loss_module.StyleGAN2Loss('cpu', G, D)
+    loss.pl_mean.fill_(1.25)
+    loss.real_sign_stats.copy_(torch.tensor([8.0, -3.0], dtype=torch.float64))
+    state = loss.state_dict()
+    assert set(state) == {'pl_mean', 'real_sign_stats'}
+    loss.pl_mean.fill_(0) # The saved state is a copy.
+    other = loss_module.StyleGAN2Loss('cpu', G, D)
+    other.load_state_dict(state)
+    assert float(other.pl_mean) == 1.25 and other.real_sign_stats.tolist() == [8.0, -3.0]
+    with pytest.raises(ValueError, match='missing real_sign_stats'):
+        other.load_state_dict(dict(pl_mean=torch.zeros([])))
+
+#----------------------------------------------------------------------------

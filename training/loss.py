@@ -28,17 +28,35 @@ adversarial_losses = {
 PHASES = ('Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg', 'Dboth')
 
 #----------------------------------------------------------------------------
-# Base of all losses used by the training loop.
+# Base of all losses used by the training loop. A loss owns its running state (tensors named in
+# `state_names`), which the loop saves and restores through state_dict() / load_state_dict().
 
 class Loss:
+    state_names = ()    # Attributes holding tensors that must survive a resume (running means, statistics).
+
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
         """Run one phase on one batch and backpropagate; returns the detached total loss."""
         raise NotImplementedError()
+
+    def state_dict(self):
+        """The loss's running state: {name: CPU tensor copy}."""
+        return {name: getattr(self, name).detach().cpu().clone() for name in self.state_names}
+
+    def load_state_dict(self, state):
+        """Restore what state_dict() returned; every name must be present."""
+        missing = [name for name in self.state_names if name not in state]
+        if missing:
+            raise ValueError(f'{type(self).__name__}.load_state_dict: missing {", ".join(missing)}.')
+        with torch.no_grad():
+            for name in self.state_names:
+                getattr(self, name).copy_(state[name])
 
 #----------------------------------------------------------------------------
 # StyleGAN2 loss: adversarial term + R1 on reals + path-length regularisation + style mixing.
 
 class StyleGAN2Loss(Loss):
+    state_names = ('pl_mean', 'real_sign_stats')
+
     def __init__(self, device, G, D,
         augment_pipe        = None,         # AugmentPipe applied to every image D sees; None = no augmentation.
         r1_gamma            = 10,           # R1 weight gamma (penalty gamma/2 * |grad D(x)|^2); 0 = off.
@@ -69,7 +87,8 @@ class StyleGAN2Loss(Loss):
         self.real_sign_stats = torch.zeros([2], dtype=torch.float64, device=device) # [count, sum] of sign(D(real)) for ADA.
 
     # Generate images; returns (images, ws) with ws None for generators without a mapping network.
-    def run_G(self, z, c, update_emas=False):
+    # Every training call tracks w_avg (update_emas), as the original; the style-mixing latents do not.
+    def run_G(self, z, c, update_emas=True):
         if not hasattr(self.G, 'mapping'):
             return self.G(z, c), None
         ws = self.G.mapping(z, c, update_emas=update_emas)
@@ -139,10 +158,10 @@ class StyleGAN2Loss(Loss):
         (gen_img[:, 0, 0, 0] * 0 + loss).mean().mul(gain).backward()
         return loss.detach()
 
-    # Dmain, fake half: make D call the fakes fake. Also advances G's w_avg. Returns per-sample losses.
+    # Dmain, fake half: make D call the fakes fake. Returns per-sample losses.
     def _d_fake(self, gen_z, gen_c, gain):
         with torch.no_grad():
-            gen_img, _ws = self.run_G(gen_z, gen_c, update_emas=True)
+            gen_img, _ws = self.run_G(gen_z, gen_c)
         gen_logits = self.run_D(gen_img, gen_c)
         training_stats.report('Loss/scores/fake', gen_logits)
         training_stats.report('Loss/signs/fake', gen_logits.sign())
