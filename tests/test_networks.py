@@ -1,10 +1,11 @@
-# Tests for training.networks: tiny StyleGAN2 generators and discriminators of every
+# Tests for training.networks_stylegan2: tiny StyleGAN2 generators and discriminators of every
 # architecture, numerics against independent float64 formulations, names and shapes of
 # the original parameters, pickling.
 
 import copy
 import os
 import pickle
+import re
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from training import networks
+from training import networks_stylegan2
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARCHS = ['orig', 'skip', 'resnet']
@@ -22,12 +23,12 @@ ARCHS = ['orig', 'skip', 'resnet']
 
 def make_G(arch='skip', c_dim=0, res=16, img_channels=3, **synthesis_kwargs):
     torch.manual_seed(0)
-    return networks.Generator(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=res, img_channels=img_channels,
+    return networks_stylegan2.Generator(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=res, img_channels=img_channels,
         mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=512, channel_max=32, architecture=arch, **synthesis_kwargs))
 
 def make_D(arch='resnet', c_dim=0, res=16, **kwargs):
     torch.manual_seed(1)
-    return networks.Discriminator(c_dim=c_dim, img_resolution=res, img_channels=3, architecture=arch,
+    return networks_stylegan2.Discriminator(c_dim=c_dim, img_resolution=res, img_channels=3, architecture=arch,
         channel_base=512, channel_max=32, mapping_kwargs=dict(num_layers=2), **kwargs)
 
 def labels(batch_size, c_dim):
@@ -234,13 +235,13 @@ def minibatch_std_naive(x, group_size, num_channels):
 @pytest.mark.parametrize('N,group_size,num_channels', [(8, 4, 1), (8, 4, 2), (6, 2, 3), (3, 4, 1), (4, None, 1)])
 def test_minibatch_std(N, group_size, num_channels):
     x = torch.randn([N, 6, 3, 5], dtype=torch.float64)
-    y = networks.MinibatchStdLayer(group_size=group_size, num_channels=num_channels)(x)
+    y = networks_stylegan2.MinibatchStdLayer(group_size=group_size, num_channels=num_channels)(x)
     expected = minibatch_std_naive(x, group_size if group_size is not None else N, num_channels)
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-10, atol=1e-12)
 
 def test_minibatch_std_bad_batch():
     with pytest.raises(ValueError, match='divisible'):
-        networks.MinibatchStdLayer(group_size=4)(torch.randn([6, 4, 2, 2]))
+        networks_stylegan2.MinibatchStdLayer(group_size=4)(torch.randn([6, 4, 2, 2]))
 
 #----------------------------------------------------------------------------
 # Modulated convolution against an explicit per-sample float64 convolution loop.
@@ -263,12 +264,12 @@ def test_modulated_conv2d(demodulate, kernel):
     styles = torch.randn([3, 5])
     expected = modulated_conv_naive(x, weight, styles, demodulate, kernel // 2)
     for fused in [True, False]:
-        y = networks.modulated_conv2d(x, weight, styles, padding=kernel // 2, demodulate=demodulate, fused_modconv=fused)
+        y = networks_stylegan2.modulated_conv2d(x, weight, styles, padding=kernel // 2, demodulate=demodulate, fused_modconv=fused)
         assert torch.allclose(y.double(), expected, rtol=1e-4, atol=1e-4), fused
 
 def test_modulated_conv2d_fused_equals_unfused_with_upsampling_and_noise():
     torch.manual_seed(3)
-    layer = networks.SynthesisLayer(6, 4, w_dim=8, resolution=16, up=2)
+    layer = networks_stylegan2.SynthesisLayer(6, 4, w_dim=8, resolution=16, up=2)
     with torch.no_grad():
         layer.noise_strength.fill_(0.3)
     x = torch.randn([3, 6, 8, 8])
@@ -284,7 +285,7 @@ def test_modulated_conv2d_float16_normalization():
     weight = torch.randn([4, 5, 3, 3]) * 100
     styles = torch.randn([2, 5]) * 100
     expected = modulated_conv_naive(x, weight, styles, True, 1)
-    y = networks.modulated_conv2d(x.half(), weight, styles, padding=1, fused_modconv=False)
+    y = networks_stylegan2.modulated_conv2d(x.half(), weight, styles, padding=1, fused_modconv=False)
     assert y.dtype == torch.float16 and torch.isfinite(y).all()
     assert torch.allclose(y.double(), expected, rtol=2e-2, atol=2e-2)
 
@@ -293,12 +294,12 @@ def test_modulated_conv2d_float16_normalization():
 
 def test_fully_connected_equalized_lr():
     torch.manual_seed(5)
-    layer = networks.FullyConnectedLayer(400, 300, lr_multiplier=0.01, bias_init=2)
+    layer = networks_stylegan2.FullyConnectedLayer(400, 300, lr_multiplier=0.01, bias_init=2)
     assert abs(layer.weight.std().item() - 100) < 2
     x = torch.randn([5, 400])
     expected = x.double() @ (layer.weight.double() * 0.01 / np.sqrt(400)).t() + layer.bias.double() * 0.01
     assert torch.allclose(layer(x).double(), expected, atol=1e-5)
-    act = networks.FullyConnectedLayer(400, 300, activation='lrelu', bias_init=2)
+    act = networks_stylegan2.FullyConnectedLayer(400, 300, activation='lrelu', bias_init=2)
     pre = x.double() @ (act.weight.double() / np.sqrt(400)).t() + 2
     assert torch.allclose(act(x).double(), torch.nn.functional.leaky_relu(pre, 0.2) * np.sqrt(2), atol=1e-5)
 
@@ -380,9 +381,38 @@ def test_pickle_in_fresh_process(tmp_path):
         pickle.dump(dict(G=G, z=z, c=c), f)
     script = ('import pickle, sys, torch\n'
         f'data = pickle.load(open({str(tmp_path / "G.pkl")!r}, "rb"))\n'
-        'assert "training.networks" not in sys.modules, "networks imported by name"\n'
+        'assert "training.networks_stylegan2" not in sys.modules, "networks imported by name"\n'
         'torch.save(data["G"](data["z"], data["c"], noise_mode="const"), sys.argv[1])\n')
     subprocess.run([sys.executable, '-c', script, str(tmp_path / 'img.pt')], cwd=ROOT, check=True)
     assert torch.equal(torch.load(tmp_path / 'img.pt'), G(z, c, noise_mode='const'))
+
+#----------------------------------------------------------------------------
+# Profiler labels: mapping, each synthesis block, each D block, D's label mapping and its epilogue.
+
+def test_profiler_labels():
+    G = make_G('skip', c_dim=2)
+    D = make_D('resnet', c_dim=2)
+    z, c = torch.randn([2, 16]), labels(2, 2)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        D(G(z, c), c)
+    names = {event.name for event in prof.events()}
+    expected = {'mapping', 'synthesis.b4', 'synthesis.b8', 'synthesis.b16', 'discriminator.b16', 'discriminator.b8',
+        'discriminator.mapping', 'discriminator.epilogue'}
+    assert expected <= names, sorted(expected - names)
+
+#----------------------------------------------------------------------------
+# Rank-local buffers: the regexes each class declares, fullmatched against its own buffers, name exactly
+# the generator's w_avg (D's label mapping tracks no w_avg; filters and noise_const are the same on every rank).
+
+def test_rank_local_buffers():
+    def rank_local(module):
+        found = set()
+        for prefix, sub in module.named_modules():
+            for name, _ in sub.named_buffers(recurse=False):
+                if any(re.fullmatch(pattern, name) for pattern in getattr(type(sub), 'rank_local_buffers', ())):
+                    found.add(f'{prefix}.{name}' if prefix else name)
+        return found
+    assert rank_local(make_G('skip', c_dim=2)) == {'mapping.w_avg'}
+    assert rank_local(make_D('resnet', c_dim=2)) == set()
 
 #----------------------------------------------------------------------------
