@@ -85,11 +85,13 @@ def _sync_gradients(module, num_gpus):
         for p, g in zip(params, flat.split([p.numel() for p in params])):
             p.grad.copy_(g.reshape(p.shape))
 
-def _update_ema(G, G_ema, cur_nimg, batch_size, ema_kimg, ema_rampup):
+def _update_ema(G, G_ema, cur_nimg, batch_size, ema_kimg, ema_rampup, ema_start_kimg=0):
     ema_nimg = ema_kimg * 1000
     if ema_rampup is not None:
         ema_nimg = min(ema_nimg, cur_nimg * ema_rampup)
     ema_beta = 0.5 ** (batch_size / max(ema_nimg, 1e-8))
+    if cur_nimg < ema_start_kimg * 1000:
+        ema_beta = 0 # Before ema_start (BigGAN), G_ema is a copy of G.
     with torch.no_grad():
         for p_ema, p in zip(G_ema.parameters(), G.parameters()):
             p_ema.copy_(p.lerp(p_ema, ema_beta))
@@ -155,6 +157,7 @@ def training_loop(
     batch_gpu               = 4,        # Images per process per step (accumulation when batch_size > batch_gpu * num_gpus).
     ema_kimg                = 10,       # Half-life of the G_ema weights, in kimg.
     ema_rampup              = 0.05,     # EMA ramp-up ratio: half-life <= cur_nimg * ema_rampup; None = off.
+    ema_start_kimg          = 0,        # G_ema copies G until this many kimg (BigGAN's ema_start); 0 = averaging from the start.
     G_reg_interval          = 4,        # Lazy G regularisation interval (minibatches); None = Gboth.
     D_reg_interval          = 16,       # Lazy D regularisation interval; None = Dboth.
     D_steps_per_G           = 1,        # D steps per G step.
@@ -296,7 +299,7 @@ def training_loop(
             phase.opt.step()
 
         # G_ema, counters, ADA.
-        _update_ema(G, G_ema, cur_nimg, batch_size, ema_kimg, ema_rampup)
+        _update_ema(G, G_ema, cur_nimg, batch_size, ema_kimg, ema_rampup, ema_start_kimg)
         cur_nimg += batch_size
         batch_idx += 1
         if augment_pipe is not None and ada_target is not None and batch_idx % ada_interval == 0:
