@@ -313,3 +313,19 @@ def test_pickle_loads_in_fresh_process(tmp_path):
     subprocess.run([sys.executable, '-c', script, root, str(tmp_path)], check=True, cwd=str(tmp_path))
 
 #----------------------------------------------------------------------------
+# BigGAN's ema_start: G_ema copies G before ema_start_kimg, then averages (half-life ema_kimg).
+
+def test_ema_start_copies_before_start():
+    from training import training_loop
+    torch.manual_seed(9)
+    G, G_ema = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    w_ema = G_ema.weight.detach().clone()
+    training_loop._update_ema(G, G_ema, cur_nimg=900, batch_size=100, ema_kimg=1, ema_rampup=None, ema_start_kimg=1)
+    assert torch.equal(G_ema.weight, G.weight)
+    with torch.no_grad():
+        G_ema.weight.copy_(w_ema)
+    training_loop._update_ema(G, G_ema, cur_nimg=1000, batch_size=100, ema_kimg=1, ema_rampup=None, ema_start_kimg=1)
+    beta = 0.5 ** (100 / 1000)
+    torch.testing.assert_close(G_ema.weight, G.weight.detach() * (1 - beta) + w_ema * beta)
+
+#----------------------------------------------------------------------------

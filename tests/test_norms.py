@@ -1,5 +1,7 @@
-# Tests of training/norms.py against torch's own normalisation layers and numpy.
+# Tests of torch_utils/norms.py (re-exported by training/norms.py) against torch's own
+# normalisation layers and numpy, including the call forms of seeds 000 and 004.
 
+import functools
 import os
 
 import numpy as np
@@ -9,7 +11,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from training import norms
+from torch_utils import norms
+from torch_utils import spectral_norm
 
 #----------------------------------------------------------------------------
 # Numpy reference: normalise [N, C, ...] with given per-channel statistics.
@@ -204,6 +207,9 @@ def test_aliases():
     assert norms.myBN is norms.StandingBatchNorm
     assert norms.ccbn is norms.ConditionalBatchNorm2d
     assert norms.bn is norms.UnconditionalBatchNorm2d
+    from training import norms as old_path # The pre-move import path names the same objects.
+    for name in ('fused_bn', 'manual_bn', 'batch_stats', 'myBN', 'ccbn', 'bn', 'Normalize2d', 'VirtualBatchNorm1d', 'VirtualBatchNorm2d'):
+        assert getattr(old_path, name) is getattr(norms, name), name
 
 #----------------------------------------------------------------------------
 # Virtual batch norm: reference mode and mixed mode against numpy (seed 004 formulas).
@@ -319,5 +325,129 @@ def test_cross_replica_two_gloo_processes_match_global_batch(tmp_path):
         torch.testing.assert_close(got['gain_grad'], gain.grad[rows], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(got['mean'], ref.running_mean, atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(got['var'], ref.running_var, atol=1e-6, rtol=1e-5)
+
+#----------------------------------------------------------------------------
+# Seed 000's call forms, as written there: which_bn = partial(ccbn, which_linear=bn_linear, ...),
+# bn_linear = partial(which_linear, bias=False), which_linear = partial(SNLinear, num_svs, num_itrs, eps).
+
+@pytest.mark.parametrize('mybn', [False, True])
+def test_seed_ccbn_call_form_with_sn_linear_factory(mybn):
+    torch.manual_seed(12)
+    which_linear = functools.partial(spectral_norm.SNLinear, num_svs=1, num_itrs=1, eps=1e-8)
+    bn_linear = functools.partial(which_linear, bias=False)
+    which_bn = functools.partial(norms.ccbn, which_linear=bn_linear, cross_replica=False, mybn=mybn,
+        input_size=(20 + 4), norm_style='bn', eps=1e-5)
+    layer = which_bn(6)
+    assert isinstance(layer.gain, spectral_norm.SNLinear) and layer.gain.bias is None
+    layer = layer.double()
+    x = torch.randn(5, 6, 4, 4, dtype=torch.float64) * 3 - 1
+    y = torch.randn(5, 24, dtype=torch.float64)
+    assert layer(x, y).shape == x.shape
+
+    # Let power iteration converge (training-mode passes of the SN layers), then compare with an
+    # independent formula: float64 SVD for the spectral norm, F.batch_norm for the normalisation.
+    for _ in range(100):
+        layer.gain(y)
+        layer.bias(y)
+    W_gain = layer.gain.weight.detach()
+    W_bias = layer.bias.weight.detach()
+    gain = 1 + y @ (W_gain / torch.linalg.svdvals(W_gain)[0]).t()
+    bias = y @ (W_bias / torch.linalg.svdvals(W_bias)[0]).t()
+    ref = F.batch_norm(x, None, None, training=True, eps=1e-5) * gain[:, :, None, None] + bias[:, :, None, None]
+    torch.testing.assert_close(layer(x, y), ref, atol=1e-6, rtol=1e-6)
+
+#----------------------------------------------------------------------------
+# ccbn(output_size, input_size, which_linear) with nn.Linear: gain = 1 + linear(y) with bias.
+
+def test_seed_ccbn_positional_which_linear_nn_linear():
+    torch.manual_seed(13)
+    layer = norms.ccbn(4, 3, torch.nn.Linear, 1e-5, 0.1, False, False, 'bn')
+    assert layer.gain.bias is not None
+    x, y = torch.randn(6, 4, 3, 3), torch.randn(6, 3)
+    gain = 1 + F.linear(y, layer.gain.weight, layer.gain.bias)
+    bias = F.linear(y, layer.bias.weight, layer.bias.bias)
+    ref = F.batch_norm(x, None, None, training=True) * gain[:, :, None, None] + bias[:, :, None, None]
+    torch.testing.assert_close(layer(x, y), ref, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match='either which_linear'):
+        norms.ccbn(4, 3, torch.nn.Linear, use_sn=True)
+
+#----------------------------------------------------------------------------
+# Seed 000's myBN, bn, fused_bn and manual_bn call forms against F.batch_norm / torch.nn.BatchNorm2d.
+
+def test_seed_mybn_bn_fused_manual_call_forms():
+    torch.manual_seed(14)
+    m = norms.myBN(3, eps=1e-5, momentum=0.1)
+    ref = torch.nn.BatchNorm2d(3, affine=False, eps=1e-5, momentum=0.1)
+    gain, bias = torch.randn(4, 3, 1, 1), torch.randn(4, 3, 1, 1)
+    for _ in range(3):
+        x = torch.randn(4, 3, 5, 5) * 2 + 1
+        torch.testing.assert_close(m(x, gain, bias), ref(x) * gain + bias, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(m.stored_mean, ref.running_mean)
+
+    # Standing statistics, as the seed runs them: reset_stats, accumulate_standing, training passes, eval.
+    m.reset_stats()
+    m.accumulate_standing = True
+    batches = [torch.randn(4, 3, 5, 5) + i for i in range(3)]
+    for x in batches:
+        m(x, gain, bias)
+    m.eval()
+    mean = torch.stack([x.mean(dim=[0, 2, 3]) for x in batches]).mean(0)
+    var = torch.stack([x.transpose(0, 1).reshape(3, -1).var(dim=1, unbiased=True) for x in batches]).mean(0)
+    x = torch.randn(4, 3, 5, 5)
+    expect = F.batch_norm(x, mean, var, training=False) * gain + bias
+    torch.testing.assert_close(m(x, gain, bias), expect, atol=1e-5, rtol=1e-5)
+
+    # bn(output_size, eps, momentum, cross_replica, mybn) with forward(x, y=None).
+    layer = norms.bn(3, 1e-5, 0.1, False, True)
+    x = torch.randn(4, 3, 2, 2)
+    torch.testing.assert_close(layer(x), F.batch_norm(x, None, None, training=True), atol=1e-5, rtol=1e-5)
+
+    # fused_bn(x, mean, var, gain, bias, eps) and manual_bn(x, gain, bias, return_mean_var, eps).
+    out, mean, var = norms.manual_bn(x, gain, bias, return_mean_var=True, eps=1e-3)
+    torch.testing.assert_close(out, F.batch_norm(x, None, None, training=True, eps=1e-3) * gain + bias, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(norms.fused_bn(x, mean.reshape(1, 3, 1, 1), var.reshape(1, 3, 1, 1), gain, bias, 1e-3), out)
+
+#----------------------------------------------------------------------------
+# Seed 004's functional VBN call form, as written there, against numpy.
+
+def test_seed_vbn_functional_call_form():
+    torch.manual_seed(15)
+    vbn = norms.VirtualBatchNorm1d(4, eps=1e-5)
+    g = vbn.gamma.detach().double().numpy().reshape(1, 4, 1)
+    b = vbn.beta.detach().double().numpy().reshape(1, 4, 1)
+    ref_x = torch.randn(8, 4, 6) * 2 + 1
+    x = torch.randn(3, 4, 6) - 0.5
+    ref_out, ref_mean, ref_mean_sq = vbn(ref_x, None, None)
+    out, mean, mean_sq = vbn(x, ref_mean, ref_mean_sq)
+    assert ref_mean.shape == (1, 4, 1) and not ref_mean.requires_grad
+    assert not bool(vbn.has_reference)   # The functional form stores nothing.
+
+    r, xn = ref_x.double().numpy(), x.double().numpy()
+    rm, rms = r.mean(axis=(0, 2), keepdims=True), (r ** 2).mean(axis=(0, 2), keepdims=True)
+    np.testing.assert_allclose(ref_out.detach().double().numpy(), (r - rm) / np.sqrt(1e-5 + rms - rm ** 2) * g + b, rtol=1e-4, atol=1e-4)
+    mm = xn.mean(axis=(0, 2), keepdims=True) / 4 + rm * 3 / 4
+    mms = (xn ** 2).mean(axis=(0, 2), keepdims=True) / 4 + rms * 3 / 4
+    np.testing.assert_allclose(mean.detach().double().numpy(), mm, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mean_sq.detach().double().numpy(), mms, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out.detach().double().numpy(), (xn - mm) / np.sqrt(1e-5 + mms - mm ** 2) * g + b, rtol=1e-4, atol=1e-4)
+
+    # get_stats and normalize as in the seed; wrong statistic sizes are clear errors.
+    m, ms = vbn.get_stats(x)
+    torch.testing.assert_close(vbn.normalize(x, m, ms), vbn(x, None, None)[0])
+    with pytest.raises(ValueError, match='4 values'):
+        vbn.normalize(x, m[:, :3], ms)
+    with pytest.raises(ValueError, match='4 values'):
+        vbn(x, torch.zeros(1, 3, 1), torch.ones(1, 3, 1))
+
+#----------------------------------------------------------------------------
+# Rank-local buffers (running, standing and reference statistics) are declared by the classes.
+
+def test_rank_local_buffer_declarations():
+    import re
+    layers = [norms.StandingBatchNorm(3), norms.Normalize2d(3), norms.VirtualBatchNorm2d(3), norms.VirtualBatchNorm1d(3)]
+    for layer in layers:
+        names = [name for name, _buf in layer.named_buffers(recurse=False)]
+        local = [name for name in names if any(re.fullmatch(p, name) for p in type(layer).rank_local_buffers)]
+        assert names and local == names, type(layer).__name__
 
 #----------------------------------------------------------------------------

@@ -1,12 +1,16 @@
-# Tests of training/spectral_norm.py against numpy's SVD.
+# Tests of torch_utils/spectral_norm.py (re-exported by training/spectral_norm.py) against
+# numpy's SVD, including seed 001's call forms.
 
+import functools
 import pickle
 
 import numpy as np
 import pytest
 import torch
 
-from training import spectral_norm as sn
+import torch.nn.functional as F
+
+from torch_utils import spectral_norm as sn
 
 #----------------------------------------------------------------------------
 # A matrix with well separated singular values (so power iteration converges quickly).
@@ -186,5 +190,60 @@ def test_aliases_and_pickle():
     clone = pickle.loads(pickle.dumps(conv))
     assert torch.equal(conv(x), clone(x))
     assert sn.is_spectral_norm_module(clone) and not sn.is_spectral_norm_module(torch.nn.Linear(2, 2))
+
+#----------------------------------------------------------------------------
+# Seed 001's constructor arguments and API (W_(), u, sv), as written there, against float64 SVD.
+
+def test_seed_sn_layer_call_forms():
+    torch.manual_seed(11)
+    conv = sn.SNConv2d(3, 4, 3, 1, 1, 1, 1, True, num_svs=2, num_itrs=1, eps=1e-12)
+    lin = sn.SNLinear(5, 6, True, num_svs=1, num_itrs=1, eps=1e-12)
+    emb = sn.SNEmbedding(7, 3, None, None, 2, False, False, None, num_svs=1, num_itrs=1, eps=1e-12)
+    for layer, x in ((conv, torch.randn(2, 3, 5, 5)), (lin, torch.randn(2, 5)), (emb, torch.tensor([0, 6]))):
+        layer.train()
+        for _ in range(300):
+            layer(x)
+        W = layer.weight.detach().double().reshape(layer.weight.shape[0], -1).numpy()
+        svs = np.linalg.svd(W, compute_uv=False)
+        assert len(layer.u) == layer.num_svs and len(layer.sv) == layer.num_svs
+        np.testing.assert_allclose([float(s) for s in layer.sv], svs[:layer.num_svs], rtol=1e-4)
+        layer.eval()
+        np.testing.assert_allclose(layer.W_().detach().double().numpy(), layer.weight.detach().double().numpy() / svs[0], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(conv(torch.ones(1, 3, 4, 4)), F.conv2d(torch.ones(1, 3, 4, 4), conv.W_(), conv.bias, padding=1))
+    torch.testing.assert_close(emb(torch.tensor([2])), emb.W_()[2:3])
+
+    # functools.partial factories, as BigGAN builds which_conv / which_linear / which_embedding.
+    which_conv = functools.partial(sn.SNConv2d, kernel_size=3, padding=1, num_svs=1, num_itrs=1, eps=1e-6)
+    assert which_conv(2, 8)(torch.randn(1, 2, 4, 4)).shape == (1, 8, 4, 4)
+    with pytest.raises(ValueError, match='max_norm and sparse'):
+        sn.SNEmbedding(4, 3, max_norm=1.0)
+
+#----------------------------------------------------------------------------
+# Seed 001's mixin form: class X(nn.Module subclass, SN) calling SN.__init__(self, num_svs, num_itrs, num_outputs).
+
+class _SeedStyleSNConv1d(torch.nn.Conv1d, sn.SN):
+    def __init__(self, in_channels, out_channels, kernel_size, num_svs=1, num_itrs=1, eps=1e-12):
+        torch.nn.Conv1d.__init__(self, in_channels, out_channels, kernel_size)
+        sn.SN.__init__(self, num_svs, num_itrs, out_channels, eps=eps)
+
+    def forward(self, x):
+        return F.conv1d(x, self.W_(), self.bias)
+
+def test_seed_mixin_form():
+    torch.manual_seed(12)
+    layer = _SeedStyleSNConv1d(3, 5, 2, num_itrs=200)
+    layer(torch.randn(1, 3, 4))
+    W = layer.weight.detach().double().reshape(5, -1).numpy()
+    np.testing.assert_allclose(float(layer.sv0), np.linalg.svd(W, compute_uv=False)[0], rtol=1e-4)
+    assert layer.u0.shape == (1, 5)
+    with pytest.raises(ValueError, match='num_outputs=4'):
+        sn.SN.__init__(torch.nn.Linear(3, 5), 1, 1, 4)
+
+#----------------------------------------------------------------------------
+
+def test_old_import_path():
+    from training import spectral_norm as old_path
+    for name in ('SN', 'SNConv2d', 'SNLinear', 'SNEmbedding', 'power_iteration', 'gram_schmidt', 'is_spectral_norm_module'):
+        assert getattr(old_path, name) is getattr(sn, name), name
 
 #----------------------------------------------------------------------------
