@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import legacy
-from calc_metrics import resolve_device
+from training.inference import resolve_device
 from metrics import metric_utils
 
 #----------------------------------------------------------------------------
