@@ -27,11 +27,12 @@ SG2_PKL = os.path.join(FIXTURES, 'snapshot-9dd6ba4-stylegan2.pkl')
 BIGGAN_PKL = os.path.join(FIXTURES, 'snapshot-9dd6ba4-biggan.pkl')
 
 #----------------------------------------------------------------------------
-# The fixture, loaded through the scripting API, and a today's-class copy of one of its networks.
+# The fixture, loaded through the scripting API running the code stored in it (trust_code: these tests
+# are about that code), and a today's-class copy of one of its networks.
 
 def load(path):
     with open(path, 'rb') as f:
-        return legacy.load_network_pkl(f)
+        return legacy.load_network_pkl(f, trust_code=True)
 
 def rebuild(old, module):
     new = getattr(module, type(old).__name__)(*old.init_args, **old.init_kwargs)
