@@ -9,10 +9,8 @@ import json
 import os
 import pickle
 import re
-import shutil
 import struct
 import tarfile
-import tempfile
 import zipfile
 import zlib
 
@@ -21,6 +19,7 @@ import numpy as np
 import PIL.Image
 from tqdm import tqdm
 
+import dnnlib
 from training.dataset import is_image_fname
 
 #----------------------------------------------------------------------------
@@ -320,37 +319,24 @@ def check_dest(dest):
     if os.path.exists(dest) and not os.path.isdir(dest):
         raise ToolError(f'Destination {dest} already exists; remove it or choose another --dest')
 
-# Open the hidden temporary for dest; rename on success, remove on error.
+# Open dest for writing: a ZIP through dnnlib.util.atomic_write, a folder through
+# dnnlib.util.atomic_folder. On error nothing is left, not even new parent folders.
 @contextlib.contextmanager
 def open_dest(dest):
     check_dest(dest)
     parent = os.path.dirname(os.path.abspath(dest))
     new_dirs = _missing_dirs(parent)
-    os.makedirs(parent, exist_ok=True)
-    prefix = f'.{os.path.basename(os.path.normpath(dest))}.'
-    is_zip = dest.lower().endswith('.zip')
-    if is_zip:
-        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix='.tmp', dir=parent)
-        os.close(fd)
-        archive = zipfile.ZipFile(tmp, 'w', compression=zipfile.ZIP_STORED)
-        write = lambda name, data: archive.writestr(_zip_info(name), data)
-    else:
-        tmp = tempfile.mkdtemp(prefix=prefix, suffix='.tmp', dir=parent)
-        write = lambda name, data: _write_file(os.path.join(tmp, name), data)
-    done = False
     try:
-        yield write
-        if is_zip:
-            archive.close()
-        _finish(tmp, dest, is_zip)
-        done = True
-    finally:
-        if not done:
-            if is_zip:
-                archive.close()
-            (os.remove if is_zip else shutil.rmtree)(tmp)
-            for path in new_dirs:
-                os.rmdir(path)
+        if dest.lower().endswith('.zip'):
+            with dnnlib.util.atomic_write(dest) as f, zipfile.ZipFile(f, 'w', compression=zipfile.ZIP_STORED) as archive:
+                yield lambda name, data: archive.writestr(_zip_info(name), data)
+        else:
+            with dnnlib.util.atomic_folder(dest) as tmp:
+                yield lambda name, data: _write_file(os.path.join(tmp, name), data)
+    except BaseException:
+        for path in new_dirs:
+            os.rmdir(path)
+        raise
 
 # Folders that do not exist yet on the way to path, deepest first.
 def _missing_dirs(path):
@@ -370,15 +356,6 @@ def _write_file(path, data):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, 'wb') as f:
         f.write(data)
-
-# Give the finished temporary the usual permissions and move it to dest.
-def _finish(tmp, dest, is_zip):
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, (0o666 if is_zip else 0o777) & ~umask)
-    if os.path.isdir(dest):
-        os.rmdir(dest) # Empty (checked before): replaced by the new folder.
-    os.replace(tmp, dest)
 
 #----------------------------------------------------------------------------
 # uint8 [H, W, C] as PNG bytes, uncompressed (fast to decode during training).

@@ -7,6 +7,7 @@ import importlib
 import os
 import pkgutil
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -163,14 +164,51 @@ def get_obj_from_module(module, obj_name):
     return obj
 
 def get_obj_by_name(name):
-    """The object behind a full dotted name, or `name` itself when it is not a string."""
+    """The object behind a full dotted name, or `name` itself when it is not a string.
+
+    The longest importable prefix of the name is imported as a module and the rest is
+    followed as attributes, so classes, functions, nested attributes and modules resolve:
+
+        >>> get_obj_by_name('torch.nn.functional.relu')      # The function itself.
+        >>> get_obj_by_name(torch.nn.functional.relu)        # Passed through unchanged.
+
+    Args:
+        name: A full dotted name ('training.networks_stylegan2.Generator', never an alias)
+              or any object.
+
+    Returns:
+        The named object.
+
+    Raises:
+        NameLookupError: the name does not resolve; the message lists the closest valid names.
+            An existing module that fails to import raises its own error instead.
+    """
     if not isinstance(name, str):
         return name
     module, obj_name = get_module_from_obj_name(name)
     return get_obj_from_module(module, obj_name)
 
 def call_func_by_name(*args, func_name=None, **kwargs):
-    """Call a function given as a full dotted name or as the callable itself."""
+    """Call a function given as a full dotted name or as the callable itself.
+
+    Configs name functions this way so they can be saved as JSON; pass the callable itself
+    where the config need not be saved:
+
+        >>> call_func_by_name(3, func_name='math.sqrt')      # 1.7320508075688772
+        >>> cfg = dnnlib.EasyDict(func_name='training.networks_biggan.accumulate_standing_stats', num_batches=16)
+        >>> call_func_by_name(module=G_ema, batch_size=32, device=device, seed=0, **cfg)
+
+    Args:
+        *args:     Positional arguments for the function.
+        func_name: Full dotted name or callable (required, keyword only).
+        **kwargs:  Keyword arguments for the function.
+
+    Returns:
+        What the function returns.
+
+    Raises:
+        NameLookupError: func_name does not resolve. TypeError: it is missing or not callable.
+    """
     if func_name is None:
         raise TypeError('call_func_by_name() needs func_name (a dotted name or a callable).')
     func_obj = get_obj_by_name(func_name)
@@ -179,20 +217,34 @@ def call_func_by_name(*args, func_name=None, **kwargs):
     return func_obj(*args, **kwargs)
 
 def construct_class_by_name(*args, class_name=None, **kwargs):
-    """Construct a class given as a full dotted name or as the class itself."""
+    """Construct a class given as a full dotted name or as the class itself.
+
+    The configs of the training loop (G_kwargs, D_kwargs, loss_kwargs, augment_kwargs, ...)
+    are dicts with a `class_name` and the constructor's keywords:
+
+        >>> G_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan2.Generator',
+        ...     z_dim=512, c_dim=0, w_dim=512, img_resolution=32, img_channels=3)
+        >>> G = construct_class_by_name(**G_kwargs)
+        >>> opt = construct_class_by_name(G.parameters(), class_name=torch.optim.Adam, lr=0.002)
+
+    Args:
+        *args:      Positional arguments for the constructor.
+        class_name: Full dotted name or class (required, keyword only).
+        **kwargs:   Keyword arguments for the constructor; a misspelt one is the
+                    constructor's TypeError.
+
+    Returns:
+        The new instance.
+
+    Raises:
+        NameLookupError: class_name does not resolve. TypeError: it is missing or not a class.
+    """
     if class_name is None:
         raise TypeError('construct_class_by_name() needs class_name (a dotted name or a class).')
     cls = get_obj_by_name(class_name)
     if not isinstance(cls, type):
         raise TypeError(f'{class_name!r} resolves to {type(cls).__name__}, not a class.')
     return cls(*args, **kwargs)
-
-def get_top_level_function_name(obj):
-    """The full dotted name of a module-level function or class."""
-    module = obj.__module__
-    if module == '__main__':
-        module = os.path.splitext(os.path.basename(sys.modules[module].__file__))[0]
-    return module + '.' + obj.__name__
 
 def list_named_objects(package_names, kind=type):
     """Every public object of `kind` defined in the modules of the given packages, by full dotted name."""
@@ -279,11 +331,33 @@ def atomic_write(path, mode='wb'):
             os.remove(tmp)
         raise
 
+@contextlib.contextmanager
+def atomic_folder(path):
+    """Yield a hidden temporary folder beside `path` to fill; on success it becomes `path` in one rename.
+
+    `path` must not exist or be an empty folder (it is replaced). On error the temporary
+    folder is removed. The result gets the usual permissions (0777 minus the umask).
+    """
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix='.' + os.path.basename(os.path.normpath(path)) + '.', suffix='.tmp')
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_current_umask())
+        if os.path.isdir(path):
+            os.rmdir(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+# The process umask (read by setting and restoring it).
 def _current_umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
+# Write bytes to path through atomic_write.
 def _write_atomic(path, data):
     with atomic_write(path) as f:
         f.write(data)

@@ -7,7 +7,6 @@ import os
 import pickle
 import time
 import urllib.parse
-import uuid
 import warnings
 
 import numpy as np
@@ -249,13 +248,11 @@ class FeatureStats:
 
     # Save to a pickle of plain arrays ('.pkl') or an npz archive (any other name), atomically.
     def save(self, path):
-        tmp_path = f'{path}.{uuid.uuid4().hex}.tmp'
-        with open(tmp_path, 'wb') as f:
+        with dnnlib.util.atomic_write(path) as f:
             if path.endswith('.pkl'):
                 pickle.dump(self.to_arrays(), f)
             else:
                 np.savez(f, **self.to_arrays())
-        os.replace(tmp_path, path)
 
     @staticmethod
     def load(path):

@@ -182,4 +182,26 @@ def test_atomic_write_replaces_whole_file_with_normal_permissions(tmp_path):
             raise RuntimeError('interrupted')
     assert path.read_bytes() == b'new' and os.listdir(tmp_path) == ['out.bin']
 
+def test_atomic_folder_appears_whole_with_normal_permissions(tmp_path):
+    dest = tmp_path / 'sub' / 'out'
+    old_mask = os.umask(0o022)
+    try:
+        with util.atomic_folder(str(dest)) as tmp:
+            (tmp_path / 'sub' / os.path.basename(tmp) / 'a.txt').write_text('a')
+            assert not dest.exists()                       # Not visible until the rename.
+    finally:
+        os.umask(old_mask)
+    assert os.listdir(dest) == ['a.txt'] and (dest.stat().st_mode & 0o777) == 0o755
+    assert os.listdir(tmp_path / 'sub') == ['out']
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    with util.atomic_folder(str(empty)) as tmp:             # An empty folder is replaced.
+        open(os.path.join(tmp, 'b.txt'), 'w').close()
+    assert os.listdir(empty) == ['b.txt']
+    with pytest.raises(RuntimeError):
+        with util.atomic_folder(str(tmp_path / 'failed')) as tmp:
+            open(os.path.join(tmp, 'c.txt'), 'w').close()
+            raise RuntimeError('interrupted')
+    assert sorted(os.listdir(tmp_path)) == ['empty', 'sub']
+
 #----------------------------------------------------------------------------

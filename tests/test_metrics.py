@@ -182,8 +182,15 @@ def test_feature_stats_population_moments_and_max_items(tmp_path):
     np.testing.assert_allclose(mean, ref.mean(0), rtol=1e-10)
     np.testing.assert_allclose(cov, np.cov(ref, rowvar=False, bias=True), rtol=1e-8, atol=1e-12)
     np.testing.assert_array_equal(stats.get_all(), x[:43])
+    old_mask = os.umask(0o022)
+    try:
+        for name in ['stats.pkl', 'stats.npz']:
+            stats.save(str(tmp_path / name))                 # Through dnnlib.util.atomic_write.
+            assert ((tmp_path / name).stat().st_mode & 0o777) == 0o644
+    finally:
+        os.umask(old_mask)
+    assert sorted(os.listdir(tmp_path)) == ['stats.npz', 'stats.pkl']
     for name in ['stats.pkl', 'stats.npz']:
-        stats.save(str(tmp_path / name))
         loaded = metric_utils.FeatureStats.load(str(tmp_path / name))
         np.testing.assert_array_equal(loaded.get_all(), x[:43])
         np.testing.assert_array_equal(loaded.get_mean_cov()[1], cov)

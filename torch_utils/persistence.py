@@ -31,10 +31,41 @@ _src_to_module_dict = dict()    # Source text => module object.
 
 #----------------------------------------------------------------------------
 # Class decorator: make a class pickle its module source and its constructor arguments.
-# Instances get `init_args` (tuple) and `init_kwargs` (EasyDict), both deep copies of what
-# the constructor received. Decorating a class that is already persistent returns it unchanged.
 
 def persistent_class(orig_class):
+    """Class decorator: instances pickle the source of the defining module with their state.
+
+    Unpickling executes that source in a fresh module (once per distinct source) and rebuilds
+    the object from it, so a network pickle runs the code it was saved with, even where the
+    defining module has changed or cannot be imported. Instances also get `init_args`
+    (tuple) and `init_kwargs` (EasyDict), deep copies of what the constructor received, so
+    the object can be constructed again with the same arguments.
+
+        from torch_utils import persistence
+
+        @persistence.persistent_class
+        class MyNetwork(torch.nn.Module):
+            def __init__(self, num_inputs, num_outputs):
+                super().__init__()
+                self.fc = torch.nn.Linear(num_inputs, num_outputs)
+
+        net = MyNetwork(num_inputs=7, num_outputs=8)
+        data = pickle.dumps(net)        # This module's source + net's state.
+        net2 = pickle.loads(data)       # Loads even where this module is not importable.
+        net.init_kwargs                 # {'num_inputs': 7, 'num_outputs': 8}
+
+    Rules for the decorated class's module, because its whole source travels in the pickle:
+    it imports only what a loading process has (torch, numpy, `torch_utils`, `dnnlib`; not
+    `training`, see docs/architecture.md); its top-level code may run again when a pickle is
+    loaded; constructor arguments must be deep-copyable and picklable; the object's state
+    (`__getstate__()` or `__dict__`) must pickle.
+
+    Args:
+        orig_class: The class to decorate. A class that is already persistent is returned unchanged.
+
+    Returns:
+        A subclass that looks like orig_class (same name, module, docstring and signature).
+    """
     if not isinstance(orig_class, type):
         raise TypeError(f'persistent_class() expects a class, got {type(orig_class).__name__}')
     if is_persistent(orig_class):
@@ -105,12 +136,30 @@ def is_persistent(obj):
     return type(obj) in _decorators
 
 #----------------------------------------------------------------------------
-# Register an import hook: a callable that receives the meta dict (an EasyDict with type,
-# version, module_src, class_name, state) of every persistent object being unpickled and
-# returns the meta to use. Hooks run in registration order. Returns the hook, so it can
-# be used as a decorator.
+# Register a hook that may rewrite every persistent object's meta before it is rebuilt.
 
 def import_hook(hook):
+    """Register a hook that sees, and may replace, every persistent object being unpickled.
+
+    The hook receives the object's meta, an EasyDict with `type` ('class'), `version`,
+    `module_src` (the pickled module source), `class_name` and `state`, and returns the meta
+    to use, typically to patch the source or the state of old pickles before they run.
+    Hooks run in registration order, for every later `pickle.load`, in this process.
+
+        from torch_utils import persistence
+
+        @persistence.import_hook
+        def rename_old_argument(meta):
+            if meta.class_name == 'MappingNetwork':
+                meta.module_src = meta.module_src.replace('lr_mul', 'lr_multiplier')
+            return meta
+
+    Args:
+        hook: Callable meta -> meta.
+
+    Returns:
+        hook itself, so this works as a decorator.
+    """
     if not callable(hook):
         raise TypeError(f'import_hook() expects a callable, got {type(hook).__name__}')
     _import_hooks.append(hook)
