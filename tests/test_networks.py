@@ -3,6 +3,7 @@
 # the original parameters, pickling.
 
 import copy
+import importlib
 import os
 import pickle
 import re
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+import dnnlib
 from training import networks_stylegan2
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -414,5 +416,19 @@ def test_rank_local_buffers():
         return found
     assert rank_local(make_G('skip', c_dim=2)) == {'mapping.w_avg'}
     assert rank_local(make_D('resnet', c_dim=2)) == set()
+
+#----------------------------------------------------------------------------
+# The former modules re-export the very same objects, so old configs and old embedded sources get today's classes.
+
+@pytest.mark.parametrize('module_name', ['training.networks', 'training.networks_layers', 'training.networks_discriminator'])
+def test_former_modules_reexport(module_name):
+    module = importlib.import_module(module_name)
+    names = [name for name, obj in vars(module).items() if callable(obj)]
+    assert 'FullyConnectedLayer' in names and '_block_dtype' in names
+    for name in names:
+        assert getattr(module, name) is getattr(networks_stylegan2, name), name
+    G = dnnlib.util.construct_class_by_name(class_name='training.networks.Generator', z_dim=4, c_dim=0, w_dim=4,
+        img_resolution=8, img_channels=3, synthesis_kwargs=dict(channel_base=64, channel_max=4))
+    assert type(G) is networks_stylegan2.Generator
 
 #----------------------------------------------------------------------------
