@@ -13,7 +13,7 @@ import dnnlib
 import legacy
 from metrics import metric_main
 from metrics import metric_utils
-from torch_utils import misc
+from training.inference import resolve_device
 
 #----------------------------------------------------------------------------
 # One process: join the process group (when there are several), then compute and report each metric.
@@ -51,15 +51,6 @@ def parse_metric_list(ctx, param, value):
     if invalid:
         raise click.BadParameter(f'unknown metric {", ".join(invalid)}; valid metrics: {", ".join(metric_main.list_valid_metrics())}', ctx=ctx, param=param)
     return metrics
-
-#----------------------------------------------------------------------------
-# Device by name; auto = cuda, else mps, else cpu.
-
-def resolve_device(name):
-    try:
-        return misc.resolve_device(name)
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint='--device') from None
 
 #----------------------------------------------------------------------------
 # The run directory of a snapshot: its folder when that holds training_options.json, else None.
