@@ -314,7 +314,16 @@ def atomic_write(path, mode='wb'):
     """Open a temporary file beside `path` for writing; on success it replaces `path` in one rename.
 
     Readers never see a half-written file, a crash leaves at most a hidden '.<name>.*.tmp' file,
-    and the result gets the usual permissions (0666 minus the umask), not mkstemp's 0600.
+    and the result gets the usual permissions (0666 minus the umask), not mkstemp's 0600. The
+    data is flushed and fsync'ed before the rename. Every file this project writes for keeps
+    (snapshots, training states, caches, datasets, images) goes through here.
+
+        >>> with atomic_write('out/stats.json', 'w') as f:
+        ...     json.dump(stats, f)
+
+    Args:
+        path: Destination; missing parent folders are created.
+        mode: 'wb' (default) or 'w'.
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -376,7 +385,23 @@ def open_url(
     cache       = True,     # Keep downloads in (and read them from) the cache.
     timeout     = 10,       # Seconds per network attempt.
 ):
-    """Open a URL or local file for binary reading, using the download cache for URLs."""
+    """Open a URL or local file for binary reading, using the download cache for URLs.
+
+    A URL is fetched once and kept in the cache as '<md5 of the URL>_<file name>' (the
+    original code's naming, so its downloads are reused); a cached copy is used without
+    touching the network. Offline without a cached copy, the DownloadError says where to
+    place the file.
+
+        >>> with open_url('https://example.com/network.pkl') as f:
+        ...     data = network_files.load_network_pkl(f)
+
+    Returns:
+        An open binary file, or its local path with return_filename=True.
+
+    Raises:
+        FileNotFoundError: a local path that does not exist. DownloadError: a URL that cannot
+        be fetched and is not cached.
+    """
     if not is_url(url):
         path = _local_path(url)
         if not os.path.isfile(path):
