@@ -92,6 +92,24 @@ def report_metric(result_dict, run_dir=None, snapshot_pkl=None):
             f.write(line + '\n')
 
 #----------------------------------------------------------------------------
+# The published feature detectors each metric loads, so that a training run can load them when it
+# starts: a machine without them then stops at once instead of failing at the first snapshot.
+
+_metric_detectors = dict(
+    fid50k_full=[metric_utils.INCEPTION_URL], kid50k_full=[metric_utils.INCEPTION_URL], is50k=[metric_utils.INCEPTION_URL],
+    fid50k=[metric_utils.INCEPTION_URL], kid50k=[metric_utils.INCEPTION_URL],
+    pr50k3_full=[metric_utils.VGG16_URL], pr50k3=[metric_utils.VGG16_URL], ppl2_wend=[metric_utils.VGG16_URL],
+    ppl_zfull=[metric_utils.VGG16_URL], ppl_wfull=[metric_utils.VGG16_URL], ppl_zend=[metric_utils.VGG16_URL],
+    ppl_wend=[metric_utils.VGG16_URL],
+)
+
+def load_metric_detectors(metrics, device='cpu', num_gpus=1, rank=0):
+    """Load every published detector the named metrics use (get_feature_detector: cached, one-line errors)."""
+    for metric in metrics:
+        for url in _metric_detectors.get(metric, []):
+            metric_utils.get_feature_detector(url, device=device, num_gpus=num_gpus, rank=rank)
+
+#----------------------------------------------------------------------------
 # Recommended metrics (StyleGAN2-ADA, sec. 5): the whole dataset against 50k generated images.
 
 @register_metric
