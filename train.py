@@ -24,6 +24,7 @@ import dnnlib
 from training import augment
 from training import launch
 from training import presets
+from training import presets_biggan
 
 #----------------------------------------------------------------------------
 # Option types.
@@ -92,7 +93,20 @@ def _list_classes(ctx, _param, value):
 @click.option('--map',          help='StyleGAN2: mapping network depth', metavar='INT', type=click.IntRange(min=1))
 @click.option('--freeze-d', '--freezed', 'freeze_d', help='StyleGAN2: freeze the first N layers of D', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
 @click.option('--nhwc',         help='StyleGAN2: NHWC memory format with fp16', metavar='BOOL', type=bool, default=False, show_default=True)
+@click.option('--bf16',         help='StyleGAN2: bfloat16 instead of float16 on CUDA (CPUs with bfloat16 use it always)', metavar='BOOL', type=bool, default=False, show_default=True)
 @click.option('--ch',           help='BigGAN: channel multiplier (G_ch = D_ch)', metavar='INT', type=click.IntRange(min=1))
+
+# BigGAN options (an error with other configs; default: from --cfg; see docs/biggan.md).
+@click.option('--G-param', 'g_param', help='BigGAN: G layers, spectral norm or plain', type=click.Choice(presets_biggan.layer_params))
+@click.option('--D-param', 'd_param', help='BigGAN: D layers, spectral norm or plain', type=click.Choice(presets_biggan.layer_params))
+@click.option('--G-shared', 'g_shared', help='BigGAN: shared class embedding in G (else the one-hot label)', metavar='BOOL', type=bool)
+@click.option('--hier',         help='BigGAN: hierarchical z (a z chunk per G block)', metavar='BOOL', type=bool)
+@click.option('--shared-dim',   help='BigGAN: size of the shared class embedding', metavar='INT', type=click.IntRange(min=1))
+@click.option('--G-attn', 'g_attn', help='BigGAN: G self-attention resolutions, 0 = none', metavar='[RES|A,B|0]', type=CommaSeparatedList())
+@click.option('--D-attn', 'd_attn', help='BigGAN: D self-attention resolutions, 0 = none', metavar='[RES|A,B|0]', type=CommaSeparatedList())
+@click.option('--num-D-steps', 'num_d_steps', help='BigGAN: D steps per G step', metavar='INT', type=click.IntRange(min=1))
+@click.option('--ema-start',    help='BigGAN: G_ema copies G until this point', metavar='KIMG', type=click.FloatRange(min=0))
+@click.option('--num-standing-accumulations', help='BigGAN: batches of standing statistics for G_ema at snapshots, 0 = off', metavar='INT', type=click.IntRange(min=0))
 
 # Misc settings.
 @click.option('--gpus',         help='Number of processes (GPUs, or CPU processes)', metavar='INT', type=click.IntRange(min=1), default=1, show_default=True)
@@ -234,9 +248,13 @@ def _apply_overrides(c, opts):
 def _check_family_options(preset, explicit):
     for name, families in presets.family_options().items():
         if name in explicit and name not in preset.family.options:
-            own = ', '.join('--' + o.replace('_', '-') for o in preset.family.options) or 'none'
-            raise ValueError(f'--{name.replace("_", "-")} applies to the {" and ".join(families)} configs, '
+            own = ', '.join(_flag(o) for o in preset.family.options) or 'none'
+            raise ValueError(f'{_flag(name)} applies to the {" and ".join(families)} configs, '
                 f'not --cfg={preset.name} ({preset.family.name}; its own options: {own}).')
+
+# The command-line spelling of an option (e.g. --G-attn for g_attn).
+def _flag(name):
+    return next((param.opts[0] for param in main.params if param.name == name), '--' + name.replace('_', '-'))
 
 # ADA: adaptive (target), fixed p, or none.
 def _apply_augmentation(c, opts):

@@ -329,3 +329,222 @@ def test_ema_start_copies_before_start():
     torch.testing.assert_close(G_ema.weight, G.weight.detach() * (1 - beta) + w_ema * beta)
 
 #----------------------------------------------------------------------------
+# G_param / D_param choose the layer factories: 'SN' makes every conv, linear and embedding
+# (except G's shared class table, as in BigGAN) spectrally normalised, 'none' makes none.
+
+def test_layer_param_is_one_switch():
+    from torch_utils import spectral_norm
+    torch.manual_seed(10)
+    layers = (torch.nn.Conv2d, torch.nn.Linear, torch.nn.Embedding)
+    for param in ('SN', 'none'):
+        G = nb.Generator(z_dim=16, c_dim=3, img_resolution=16, img_channels=3, ch=2, attn_res=[8], G_param=param)
+        D = nb.Discriminator(c_dim=3, img_resolution=16, img_channels=3, ch=2, attn_res=[8], D_param=param)
+        for net in (G, D):
+            found = [(name, m) for name, m in net.named_modules() if isinstance(m, layers) and name != 'shared']
+            assert len(found) > 10
+            assert all(spectral_norm.is_spectral_norm_module(m) == (param == 'SN') for _name, m in found), param
+        assert not spectral_norm.is_spectral_norm_module(G.shared)
+        c = _labels(3, 3)
+        img = G(torch.randn(3, 16), c)
+        D(img, c).sum().backward()
+        assert all(p.grad is not None for p in G.parameters())
+    with torch.no_grad():   # Without SN the projection term is sum((c @ E) * h) with the plain table E.
+        D.eval()
+        feats = []
+        D.linear.register_forward_hook(lambda _m, inputs, _out: feats.append(inputs[0]))
+        x = torch.randn(2, 3, 16, 16)
+        c1, c2 = _labels(2, 3), _labels(2, 3).roll(1, dims=1)
+        diff = D(x, c1) - D(x, c2)
+        torch.testing.assert_close(diff, ((c1 - c2) @ D.embed.weight * feats[0]).sum(1, keepdim=True), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match='Unknown layer parameterisation'):
+        nb.Generator(z_dim=16, c_dim=0, img_resolution=16, img_channels=3, ch=1, G_param='SVD')
+    which_conv, which_linear, which_embedding = nb.layer_factories('SN', dict(num_svs=2))
+    assert which_conv(4, 4, 3).num_svs == 2 and which_linear(4, 4).num_svs == 2 and which_embedding(4, 4).num_svs == 2
+
+#----------------------------------------------------------------------------
+# G_shared=False: each block's norm is conditioned on [one-hot c, z chunk] directly.
+
+def test_unshared_conditioning():
+    torch.manual_seed(11)
+    G = nb.Generator(z_dim=16, c_dim=3, img_resolution=16, img_channels=3, ch=2, attn_res=[], G_shared=False)
+    assert G.shared is None and G.blocks[0].cond_size == 3 + G.z_chunk_sizes[1]
+    seen = []
+    G.blocks[1].norm1.register_forward_hook(lambda _m, args, _out: seen.append(args[1]))
+    z, c = torch.randn(2, 16), _labels(2, 3)
+    G(z, c)
+    chunks = torch.split(z, G.z_chunk_sizes, dim=1)
+    torch.testing.assert_close(seen[0], torch.cat([c, chunks[2]], dim=1))
+    G_flat = nb.Generator(z_dim=16, c_dim=3, img_resolution=16, img_channels=3, ch=2, G_shared=False, hier=False)
+    assert G_flat.blocks[0].cond_size == 3
+    assert nb.Generator(z_dim=16, c_dim=3, img_resolution=16, img_channels=3, ch=2, G_shared=False, shared_dim=0).shared is None
+
+#----------------------------------------------------------------------------
+# Every running, standing and reference statistic of G is declared rank-local; nothing else is.
+
+def test_rank_local_buffers_of_generator():
+    from torch_utils import misc
+    G = nb.Generator(z_dim=16, c_dim=3, img_resolution=16, img_channels=3, ch=2, mybn=True)
+    local = set(misc.rank_local_buffer_names(G))
+    stats = {name for name, _b in G.named_buffers() if name.rsplit('.', 1)[-1] in
+        ('stored_mean', 'stored_var', 'standing_mean_sum', 'standing_var_sum', 'accumulation_counter')}
+    assert stats and local == stats
+    G_vbn = nb.Generator(z_dim=16, c_dim=3, img_resolution=16, img_channels=3, ch=2, norm='vbn', vbn_ref_size=2)
+    local = misc.rank_local_buffer_names(G_vbn)
+    assert local and all(name.rsplit('.', 1)[-1] in ('ref_mean', 'ref_mean_sq', 'has_reference') for name in local)
+
+#----------------------------------------------------------------------------
+# The baseline snapshot (tests/fixtures, written at 9dd6ba4): in training mode (power iteration,
+# batch statistics, buffer updates) today's classes with its weights compute what its own code does.
+
+BIGGAN_FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures', 'snapshot-9dd6ba4-biggan.pkl')
+
+def test_baseline_snapshot_training_mode_matches_today():
+    from torch_utils import misc
+    with open(BIGGAN_FIXTURE, 'rb') as f:
+        data = pickle.load(f)
+    assert 'from training import norms' in type(data['G'])._orig_module_src   # Old code, importing today's re-exports.
+    torch.manual_seed(12)
+    z, c = torch.randn(4, data['G'].z_dim), _labels(4, data['G'].c_dim)
+    for key, cls in (('G', nb.Generator), ('D', nb.Discriminator)):
+        old = data[key].train()
+        new = cls(**old.init_kwargs).train()
+        misc.copy_params_and_buffers(old, new, require_all=True)
+        assert [n for n, _t in misc.named_params_and_buffers(old)] == [n for n, _t in misc.named_params_and_buffers(new)]
+        args = (z, c) if key == 'G' else (torch.randn(4, 3, 16, 16), c)
+        for _ in range(2):
+            assert torch.equal(new(*args), old(*args)), key
+        for (name, a), (_name, b) in zip(misc.named_params_and_buffers(old), misc.named_params_and_buffers(new)):
+            assert torch.equal(a, b), name
+
+#----------------------------------------------------------------------------
+# train.py --resume=<baseline BigGAN snapshot>: today's classes start from its weights (zero learning
+# rates keep them exactly) and the new snapshot holds today's self-contained module.
+
+@pytest.mark.slow
+def test_resume_from_baseline_snapshot(tmp_path):
+    import glob
+    import json
+    import PIL.Image
+    import train
+    os.makedirs(tmp_path / 'data')
+    rnd = np.random.RandomState(0)
+    for i in range(8):
+        PIL.Image.fromarray(rnd.randint(0, 256, size=[16, 16, 3], dtype=np.uint8)).save(tmp_path / 'data' / f'{i}.png')
+    with open(tmp_path / 'data' / 'dataset.json', 'w') as f:
+        json.dump(dict(labels=[[f'{i}.png', i % 4] for i in range(8)]), f)
+    train.main.main(args=[f'--outdir={tmp_path / "runs"}', f'--data={tmp_path / "data"}', f'--resume={BIGGAN_FIXTURE}',
+        '--cfg=biggan32', '--ch=4', '--cond=1', '--device=cpu', '--batch=4', '--workers=0', '--glr=0', '--dlr=0',
+        '--kimg=0.004', '--tick=0.004', '--snap=1', '--metrics=none', '--num-standing-accumulations=2'], standalone_mode=False)
+    (snapshot,) = glob.glob(str(tmp_path / 'runs' / '*' / 'network-snapshot-*.pkl'))
+    with open(BIGGAN_FIXTURE, 'rb') as f:
+        old = pickle.load(f)
+    with open(snapshot, 'rb') as f:
+        new = pickle.load(f)
+    for key in ('G', 'D'):
+        assert type(new[key])._orig_module_src == getattr(nb, type(old[key]).__name__)._orig_module_src
+        new_params = dict(new[key].named_parameters())
+        for name, param in old[key].named_parameters():
+            assert torch.equal(new_params[name], param), f'{key}.{name}'
+    standing = [m for m in new['G_ema'].modules() if hasattr(m, 'accumulate_standing')]
+    assert standing and all(float(m.accumulation_counter) == 2 for m in standing)
+
+#----------------------------------------------------------------------------
+# --cfg=biggan on 32x32 and 64x64 data: the architecture and settings of that resolution's row, a tiny
+# run on the CPU, and generate.py drawing class images with truncation from its snapshot.
+
+def _dataset(path, resolution, num_images=8, num_classes=3):
+    import json
+    import PIL.Image
+    os.makedirs(path, exist_ok=True)
+    rnd = np.random.RandomState(resolution)
+    for i in range(num_images):
+        PIL.Image.fromarray(rnd.randint(0, 256, size=[resolution, resolution, 3], dtype=np.uint8)).save(os.path.join(path, f'{i}.png'))
+    with open(os.path.join(path, 'dataset.json'), 'w') as f:
+        json.dump(dict(labels=[[f'{i}.png', i % num_classes] for i in range(num_images)]), f)
+    return str(path)
+
+@pytest.mark.slow
+@pytest.mark.parametrize('resolution', [32, 64])
+def test_train_and_generate_by_resolution(tmp_path, resolution):
+    import glob
+    import json
+    import PIL.Image
+    import train
+    data = _dataset(tmp_path / 'data', resolution)
+    train.main.main(args=[f'--outdir={tmp_path / "runs"}', f'--data={data}', '--cfg=biggan', '--cond=1', '--ch=2',
+        '--device=cpu', '--batch=4', '--workers=0', '--kimg=0.004', '--tick=0.004', '--snap=1', '--metrics=none',
+        '--num-standing-accumulations=2', f'--G-attn={resolution // 2}'], standalone_mode=False)
+    (run_dir,) = glob.glob(str(tmp_path / 'runs' / '*'))
+    with open(os.path.join(run_dir, 'training_options.json')) as f:
+        c = json.load(f)
+    if resolution == 32:  # BigGAN-PyTorch's CIFAR row.
+        assert (c['D_steps_per_G'], c['G_opt_kwargs']['lr'], c['D_opt_kwargs']['lr'], c['ema_start_kimg']) == (4, 2e-4, 2e-4, 50)
+        assert (c['G_kwargs']['z_dim'], c['G_kwargs']['hier'], c['G_kwargs']['G_shared'], c['D_kwargs']['attn_res']) == (128, False, False, [])
+    else:                 # The ImageNet rows: attention '64' lands in G's last block only.
+        assert (c['D_steps_per_G'], c['G_opt_kwargs']['lr'], c['D_opt_kwargs']['lr']) == (2, 1e-4, 4e-4)
+        assert (c['G_kwargs']['z_dim'], c['G_kwargs']['hier'], c['G_kwargs']['G_shared'], c['D_kwargs']['attn_res']) == (120, True, True, [])
+    assert c['G_kwargs']['attn_res'] == [resolution // 2]
+    (snapshot,) = glob.glob(os.path.join(run_dir, 'network-snapshot-*.pkl'))
+    with open(snapshot, 'rb') as f:
+        G = pickle.load(f)['G_ema']
+    assert G.img_resolution == resolution and [b.out_channels for b in G.blocks] == [o for _i, o, _r in nb.generator_arch(resolution, 2)]
+    assert any(isinstance(a, nb.SelfAttention) or type(a).__name__ == 'SelfAttention' for a in G.attentions)
+
+    # generate.py: class-conditional images with truncation; another class gives other images.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    images = []
+    for cls in (0, 2):
+        out = tmp_path / f'class{cls}'
+        result = subprocess.run([sys.executable, 'generate.py', f'--network={snapshot}', '--seeds=0-1', f'--class={cls}',
+            '--trunc=0.7', f'--outdir={out}', '--device=cpu'], cwd=root, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        files = sorted(glob.glob(str(out / '*.png')))
+        assert len(files) == 2
+        images.append(np.asarray(PIL.Image.open(files[0]), dtype=np.float32))
+    assert images[0].shape == (resolution, resolution, 3) and np.abs(images[0] - images[1]).mean() > 0
+
+#----------------------------------------------------------------------------
+# Combinations the data or the family cannot satisfy: one line before training starts, nothing written.
+
+@pytest.mark.parametrize('args, fragment', [
+    (['--cfg=biggan', '--G-attn=64'], '--G-attn=64: at this dataset resolution the blocks output 8, 16, 32 px'),
+    (['--cfg=biggan', '--D-attn=32'], '--D-attn=32: at this dataset resolution the blocks output 8, 16 px'),
+    (['--cfg=biggan', '--G-attn=big'], '--G-attn: expected resolutions'),
+    (['--cfg=biggan', '--shared-dim=64'], '--shared-dim applies with the shared class embedding (--G-shared=1)'),
+    (['--cfg=biggan32', '--cond=0', '--G-shared=1'], '--G-shared applies to class-conditional training'),
+    (['--cfg=small', '--num-D-steps=2'], '--num-D-steps applies to the BigGAN configs'),
+    (['--cfg=biggan', '--G-param=SVD'], "'SVD' is not one of 'SN', 'none'"),
+    (['--cfg=biggan', '--num-D-steps=0'], '--num-D-steps'),
+])
+def test_bad_combinations_are_one_line_errors(tmp_path, args, fragment):
+    import click.testing
+    import train
+    data = _dataset(tmp_path / 'data', 32)
+    args = [f'--outdir={tmp_path / "runs"}', f'--data={data}', '--device=cpu'] + (['--cond=1'] if '--cond=0' not in args else []) + args
+    result = click.testing.CliRunner().invoke(train.main, args)
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit), result.output
+    lines = [line for line in result.output.splitlines() if line.strip() and not line.startswith(('Usage:', 'Try '))]
+    assert len(lines) == 1 and fragment in lines[0], result.output
+    assert not os.path.exists(tmp_path / 'runs')
+
+#----------------------------------------------------------------------------
+# Each BigGAN option reaches the config (dry run), and --cfg=biggan picks the row of the resolution.
+
+def test_biggan_options_reach_config(tmp_path):
+    import json
+    import click.testing
+    import train
+    data = _dataset(tmp_path / 'data', 64)
+    args = [f'--outdir={tmp_path}', f'--data={data}', '--device=cpu', '--cond=1', '--cfg=biggan', '--G-param=none',
+        '--D-param=none', '--G-shared=1', '--hier=0', '--shared-dim=32', '--G-attn=16,32', '--D-attn=0', '--num-D-steps=3',
+        '--ema-start=7.5', '--num-standing-accumulations=0', '--dry-run']
+    result = click.testing.CliRunner().invoke(train.main, args)
+    assert result.exit_code == 0, result.output
+    c = json.loads(result.output)
+    G, D = c['G_kwargs'], c['D_kwargs']
+    assert (G['G_param'], D['D_param'], G['G_shared'], G['hier'], G['shared_dim']) == ('none', 'none', True, False, 32)
+    assert (G['attn_res'], D['attn_res'], c['D_steps_per_G'], c['ema_start_kimg'], c['snapshot_hooks']) == ([16, 32], [], 3, 7.5, [])
+    nb.Generator(c_dim=3, img_resolution=64, img_channels=3, **{k: v for k, v in G.items() if k != 'class_name'} | dict(ch=1))
+    nb.Discriminator(c_dim=3, img_resolution=64, img_channels=3, **{k: v for k, v in D.items() if k != 'class_name'} | dict(ch=1))
+
+#----------------------------------------------------------------------------

@@ -133,7 +133,7 @@ def test_published_hyperparameters(tmp_path, data, cfg):
         assert c.loss_kwargs.pl_weight == 0 and c.loss_kwargs.style_mixing_prob == 0 and c.D_kwargs.architecture == 'orig'
 
 def test_biggan_presets(tmp_path, data):
-    c = dry_run([f'--outdir={tmp_path}', f'--data={data}', '--cfg=biggan', '--cond=1', '--device=cpu', '--ch=8', '--batch=8'])
+    c = dry_run([f'--outdir={tmp_path}', f'--data={data}', '--cfg=biggan32', '--cond=1', '--device=cpu', '--ch=8', '--batch=8'])
     assert c.G_kwargs.ch == c.D_kwargs.ch == 8 and c.G_kwargs.mybn is True
     assert (c.G_opt_kwargs.lr, c.D_opt_kwargs.lr, c.G_opt_kwargs.betas) == (1e-4, 4e-4, [0, 0.999])
     assert (c.D_steps_per_G, c.G_reg_interval, c.D_reg_interval) == (2, None, None)
