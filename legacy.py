@@ -15,18 +15,23 @@ from training.network_files import load_network_pkl, save_network_pkl, save_netw
 @click.option('--source', help='Input network pickle: path or URL', required=True, metavar='PATH')
 @click.option('--dest', help='Output: NAME.pkl (pickle) or NAME.safetensors (weights only)', required=True, metavar='PATH')
 @click.option('--force-fp16', help='Rebuild with float16 in the 4 highest resolutions', is_flag=True)
-def convert_network_pickle(source, dest, force_fp16):
+@click.option('--trust-code', help='Load by running the code stored in the pickle (only for files you trust)', is_flag=True)
+def convert_network_pickle(source, dest, force_fp16, trust_code):
     """Convert a network pickle (original StyleGAN2-ADA / StyleGAN3 or an older one of this
     project) into this project's current classes, checking that the outputs are unchanged.
 
     \b
     python legacy.py --source=https://.../ffhq.pkl --dest=ffhq.pkl
     python legacy.py --source=ffhq.pkl --dest=ffhq.safetensors
+
+    \b
+    Pickles whose embedded code is a known release of a family this project implements load
+    without running anything from the file; any other needs --trust-code (see docs/pickles.md).
     """
     if not dest.endswith(('.pkl', '.safetensors')):
         raise click.BadParameter('must end with .pkl or .safetensors', param_hint='--dest')
     try:
-        data = load_network_pkl(source, force_fp16=force_fp16)
+        data = load_network_pkl(source, force_fp16=force_fp16, trust_code=trust_code, log=lambda msg: click.echo(msg, err=True))
         data, diffs = convert_network_data(data, log=lambda msg: click.echo(msg, err=True))
         for key, diff in diffs.items():
             same = 'identical outputs' if diff == 0 else f'outputs differ by at most {diff:g}'

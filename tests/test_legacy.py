@@ -15,6 +15,7 @@ import torch
 
 import legacy
 from training import network_files
+from training import safe_pickle
 from training import networks
 from training import networks_stylegan2
 
@@ -76,7 +77,7 @@ def fp16_everywhere_module(tmp_path_factory):
     src = open(networks_stylegan2.__file__, encoding='utf-8').read()
     assert 'def _block_dtype(' in src
     src += textwrap.dedent('''
-        def _block_dtype(use_fp16, force_fp32, fp16_on_cpu, device):
+        def _block_dtype(use_fp16, force_fp32, *_args, **_kwargs):
             return torch.float16 if use_fp16 and not force_fp32 else torch.float32
     ''')
     path = tmp_path_factory.mktemp('fp16') / 'original_fp16_networks.py'
@@ -123,15 +124,18 @@ def tf_pickle_bytes():
     (pickle.dumps([1, 2, 3]), 'holds a list'),
     (pickle.dumps(dict(G=1, D=2)), 'no G_ema'),
     (pickle.dumps(dict(G_ema='x')), 'G_ema is a str'),
-    (pickle.dumps(dict(G_ema=torch.nn.Linear(1, 1), training_set_kwargs=3)), 'training_set_kwargs'),
+    (pickle.dumps(dict(G_ema=torch.nn.Linear(1, 1), training_set_kwargs=3)), ('plain torch.nn.modules.linear.Linear', 'training_set_kwargs')),
     (tf_pickle_bytes(), 'TensorFlow'),
 ], ids=lambda value: value if isinstance(value, str) else type(value).__name__) # Stable ids: the pickled bytes differ per process.
-def test_bad_files(tmp_path, content, match):
+@pytest.mark.parametrize('trust_code', [False, True])
+def test_bad_files(tmp_path, content, match, trust_code):
     path = tmp_path / 'bad.pkl'
     if content is not None:
         path.write_bytes(content)
+    if isinstance(match, tuple):
+        match = match[trust_code]
     with pytest.raises(legacy.NetworkLoadError, match=match) as info:
-        legacy.load_network_pkl(str(path))
+        legacy.load_network_pkl(str(path), trust_code=trust_code)
     assert '\n' not in str(info.value)
 
 def test_truncated_pickle(tmp_path):
@@ -154,7 +158,7 @@ def test_convert_foreign_classes(old_module, tmp_path):
     assert type(old['G']).__module__ == 'old_stylegan2_networks'
     path = str(tmp_path / 'old.pkl')
     legacy.save_network_pkl(path, old)
-    loaded = legacy.load_network_pkl(path)
+    loaded = legacy.load_network_pkl(path, trust_code=True)
     assert not isinstance(loaded['G'], networks.Generator)
     new, diffs = legacy.convert_network_data(loaded)
     assert diffs == dict(G=0, D=0, G_ema=0)
@@ -184,7 +188,7 @@ def test_convert_rejects_unknown_class():
 
 def test_upgrade_stylegan3_era_generator_kwargs():
     kwargs = dict(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, mapping_kwargs={}, channel_base=256, channel_max=16)
-    upgraded = network_files._upgrade_kwargs(networks.Generator, dict(kwargs)) # pylint: disable=protected-access
+    upgraded = safe_pickle.upgrade_kwargs(networks.Generator, dict(kwargs)) # pylint: disable=protected-access
     assert upgraded['synthesis_kwargs'] == dict(channel_base=256, channel_max=16)
     assert networks.Generator(**upgraded).synthesis.b16.conv1.weight.shape == (16, 16, 3, 3)
 

@@ -16,6 +16,8 @@ import torch
 import dnnlib
 from torch_utils import misc
 from torch_utils import persistence
+from training import safe_pickle
+from training import source_fingerprints
 
 #----------------------------------------------------------------------------
 # Keys of a network file; the networks among them; the prefix of loadable class names.
@@ -32,30 +34,58 @@ SAFE_CLASS_PREFIXES = ('training.',)
 class NetworkLoadError(Exception):
     pass
 
+# A pickle that cannot be loaded without running code from it (an unknown global, an unknown
+# or changed embedded source); the message says why and what the two choices are.
+class UntrustedCodeError(NetworkLoadError):
+    pass
+
 #----------------------------------------------------------------------------
 
-def load_network_pkl(f, force_fp16=False):
+def load_network_pkl(f, force_fp16=False, trust_code=False, log=None):
     """Load a network file: a pickle (this project's or the original code's) or a .safetensors export.
 
     Args:
         f:          Open binary file, local path, or URL (fetched through the download cache).
         force_fp16: Rebuild G, D, G_ema with float16 in the 4 highest resolutions and conv_clamp=256.
+        trust_code: Unpickle by running the code stored in the file (its module sources and any
+                    global it names), as the original code did. Only for files whose author you trust.
+                    Default: run nothing from the file; networks whose embedded source is a known
+                    release of a family this project implements are rebuilt with this project's
+                    classes, anything else is refused (UntrustedCodeError). See docs/pickles.md.
+        log:        Optional callable (e.g. print) that receives one line saying how the file was
+                    loaded and which network families were recognised.
 
     Returns:
         Dict with the keys G, D, G_ema, augment_pipe, training_set_kwargs (absent ones are None).
 
     Raises:
         NetworkLoadError: the file is missing, unreadable, truncated, not a network file,
-        a TensorFlow-era pickle, or lacks G_ema.
+        a TensorFlow-era pickle, or lacks G_ema. UntrustedCodeError (a NetworkLoadError):
+        the file can only be loaded by running its code and trust_code is False.
     """
     name, raw = _read_bytes(f)
     if raw.startswith(b'PK'):
         raise NetworkLoadError(f'{name} is a ZIP archive (e.g. a torch.save() training state or a dataset), not a network pickle')
-    data = _load_safetensors(raw, name) if _looks_like_safetensors(raw) else _unpickle(raw, name)
+    if _looks_like_safetensors(raw):
+        data, how = _load_safetensors(raw, name), 'weights-only export, no code from the file run'
+    elif trust_code:
+        data, how = _unpickle(raw, name), 'ran the code stored in the file (trust_code)'
+    else:
+        data, recognised = _safe_unpickle(raw, name)
+        how = 'no code from the file run; ' + _describe(recognised)
     data = _check_data(data, name)
     if force_fp16:
         data = _force_fp16(data)
+    if log is not None:
+        log(f'Loaded {name}: {how}')
     return data
+
+# 'G, D, G_ema rebuilt as StyleGAN2 (release); augment_pipe ...' for {key: RebuildReport}.
+def _describe(recognised):
+    groups = {}
+    for key, report in recognised.items():
+        groups.setdefault(report.describe(), []).append(str(key))
+    return '; '.join(f'{", ".join(keys)} rebuilt as {text}' for text, keys in groups.items()) or 'no networks'
 
 #----------------------------------------------------------------------------
 # Write a network dict (G, D, G_ema, augment_pipe, training_set_kwargs) as a pickle,
@@ -89,13 +119,16 @@ def _read_bytes(f):
     return str(name), raw
 
 #----------------------------------------------------------------------------
-# Unpickle, refusing TensorFlow-era pickles before any of their classes is looked up.
+# Unpickle by running the file's code (trust_code=True), refusing TensorFlow-era pickles
+# before any of their classes is looked up.
+
+_TF_MESSAGE = ('This is a TensorFlow-era StyleGAN2(-ADA) pickle, which is not supported; convert it first '
+    'with the original stylegan2-ada-pytorch code: python legacy.py --source=OLD.pkl --dest=NEW.pkl')
 
 class _NetworkUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if module.startswith('dnnlib.tflib'):
-            raise NetworkLoadError('This is a TensorFlow-era StyleGAN2(-ADA) pickle, which is not supported; convert it first '
-                'with the original stylegan2-ada-pytorch code: python legacy.py --source=OLD.pkl --dest=NEW.pkl')
+            raise NetworkLoadError(_TF_MESSAGE)
         return super().find_class(module, name)
 
 def _unpickle(raw, name):
@@ -114,6 +147,29 @@ def _unpickle(raw, name):
     except Exception as err: # pylint: disable=broad-except
         # Unpickling runs the code stored in the file; any of its failures ends here.
         raise NetworkLoadError(f'Cannot unpickle {name}: {type(err).__name__}: {_one_line(err)}') from err
+
+#----------------------------------------------------------------------------
+# Unpickle without running code from the file (training.safe_pickle); returns (data, recognised).
+
+_TRUST_CHOICES = ('nothing from the file was run. If you trust its author, load it with --trust-code '
+    '(Python: trust_code=True), which runs the code stored in the file; otherwise ask for a weights-only '
+    '.safetensors export (python legacy.py --trust-code --source=FILE --dest=NAME.safetensors)')
+
+def _safe_unpickle(raw, name):
+    if len(raw) == 0:
+        raise NetworkLoadError(f'{name} is empty')
+    if raw[0] != 0x80:
+        raise NetworkLoadError(f'{name} is not a valid network pickle (no pickle protocol header; not a .safetensors file either)')
+    try:
+        return safe_pickle.load(raw)
+    except safe_pickle.SafeLoadError as err:
+        raise UntrustedCodeError(f'Refusing to load {name}: {err}; {_TRUST_CHOICES}') from err
+    except safe_pickle.TensorFlowPickleError as err:
+        raise NetworkLoadError(_TF_MESSAGE) from err
+    except EOFError as err:
+        raise NetworkLoadError(f'{name} is truncated (the pickle ends early: {err or "EOF"}); download or copy it again') from err
+    except (pickle.UnpicklingError, ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError, OverflowError) as err:
+        raise NetworkLoadError(f'{name} is not a valid network pickle ({type(err).__name__}: {_one_line(err)})') from err
 
 def _one_line(err):
     return ' '.join(str(err).split())
@@ -237,17 +293,19 @@ def _load_safetensors(raw, name):
     return data
 
 #----------------------------------------------------------------------------
-# Rebuild one network as this project's class of the same name from training.networks
-# (or training.augment for the augmentation pipeline), copying every parameter and buffer.
+# Rebuild one network as this project's class of the same name, copying every parameter and
+# buffer. The module: the one a known embedded source maps to (training.source_fingerprints),
+# the object's own module when it is already one of ours, else `module_name`
+# (training.networks, or training.augment for the augmentation pipeline).
 
 def convert_module(obj, module_name='training.networks'):
-    class_name = f'{module_name}.{type(obj).__name__}'
+    class_name = f'{_target_module(obj, module_name)}.{type(obj).__name__}'
     try:
         cls = dnnlib.util.get_obj_by_name(class_name)
     except ImportError as err:
         raise NetworkLoadError(f'No class {class_name} to convert {type(obj).__name__} into ({_one_line(err)})') from err
     init_args = list(getattr(obj, 'init_args', []))
-    init_kwargs = _upgrade_kwargs(cls, dict(getattr(obj, 'init_kwargs', {})))
+    init_kwargs = safe_pickle.upgrade_kwargs(cls, dict(getattr(obj, 'init_kwargs', {})))
     try:
         new = cls(*init_args, **init_kwargs)
         misc.copy_params_and_buffers(obj, new, require_all=True)
@@ -258,19 +316,19 @@ def convert_module(obj, module_name='training.networks'):
         param.requires_grad_(name in trainable)
     return new.train(obj.training)
 
-#----------------------------------------------------------------------------
-# StyleGAN3-era generators take the synthesis keywords directly; move them into synthesis_kwargs.
-
-def _upgrade_kwargs(cls, kwargs):
-    if persistence.is_persistent(cls):
-        cls = cls.__mro__[1] # The decorated class: its __init__ has the real signature.
-    params = inspect.signature(cls.__init__).parameters
-    if 'synthesis_kwargs' not in params or any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        return kwargs
-    extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in params}
-    if extra:
-        kwargs['synthesis_kwargs'] = dict(kwargs.get('synthesis_kwargs', {}), **extra)
-    return kwargs
+def _target_module(obj, default):
+    src = getattr(type(obj), '_orig_module_src', None)
+    entry = None
+    if isinstance(src, str):
+        try:
+            entry = source_fingerprints.lookup(src)
+        except (SyntaxError, ValueError):
+            entry = None
+    if entry is not None and source_fingerprints.resolve_class(entry, type(obj).__name__) is not None:
+        return entry['module']
+    if type(obj).__module__.startswith(source_fingerprints.PACKAGE_DIRS):
+        return type(obj).__module__
+    return default
 
 #----------------------------------------------------------------------------
 # Largest absolute difference between the outputs of two networks on a fixed input
