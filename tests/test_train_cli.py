@@ -62,9 +62,11 @@ SUB_PARTS = {
         synthesis_kwargs=['training.networks_stylegan2.SynthesisNetwork', 'training.networks_stylegan2.SynthesisBlock', 'training.networks_stylegan2.SynthesisLayer']),
     'training.networks_stylegan2.Discriminator': dict(block_kwargs=['training.networks_stylegan2.DiscriminatorBlock'],
         mapping_kwargs=['training.networks_stylegan2.MappingNetwork'], epilogue_kwargs=['training.networks_stylegan2.DiscriminatorEpilogue']),
+    'training.networks_stylegan3.Generator': dict(mapping_kwargs=['training.networks_stylegan3.MappingNetwork']),
     'training.dataset.ImageFolderDataset': dict(),
 }
-FORWARDS = {'training.dataset.ImageFolderDataset': ['training.dataset.Dataset']}
+FORWARDS = {'training.dataset.ImageFolderDataset': ['training.dataset.Dataset'],
+    'training.networks_stylegan3.Generator': ['training.networks_stylegan3.SynthesisNetwork', 'training.networks_stylegan3.SynthesisLayer']}
 
 # Signature of a class's constructor; persistent classes report their wrapper's (*args, **kwargs),
 # so the original class (the next in the MRO) is asked.
@@ -96,7 +98,7 @@ def check_class_kwargs(kwargs):
 
 @pytest.mark.parametrize('cfg', list(presets.configs))
 def test_every_cfg_resolves(tmp_path, data, cfg):
-    c = dry_run([f'--outdir={tmp_path}', f'--data={data}', f'--cfg={cfg}', '--cond=1', '--device=cpu'])
+    c = dry_run([f'--outdir={tmp_path}', f'--data={data}', f'--cfg={cfg}', '--cond=1', '--device=cpu', '--gamma=1']) # StyleGAN3 needs --gamma.
     inspect.signature(training_loop.training_loop).bind_partial(**c) # Exactly the loop's keywords.
     assert set(c) == set(inspect.signature(training_loop.training_loop).parameters) - {'rank', 'abort_fn', 'progress_fn'}
     for key in ('training_set_kwargs', 'G_kwargs', 'D_kwargs', 'augment_kwargs', 'loss_kwargs'):
@@ -229,7 +231,7 @@ def test_family_options_are_train_options():
     params = {param.name for param in train.main.params}
     owners = presets.family_options()
     assert set(owners) <= params, sorted(set(owners) - params)
-    assert owners['cbase'] == ['StyleGAN2'] and owners['ch'] == ['BigGAN']
+    assert owners['cbase'] == ['StyleGAN2', 'StyleGAN3'] and owners['ch'] == ['BigGAN']
     for name, preset in presets.configs.items():
         assert preset.name == name and isinstance(preset, presets.Preset) and preset.description
 

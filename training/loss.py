@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
+from torch_utils.ops import upfirdn2d
 
 #----------------------------------------------------------------------------
 # Adversarial terms by name: each maps logits to per-sample losses.
@@ -66,6 +67,8 @@ class StyleGAN2Loss(Loss):
         pl_decay            = 0.01,         # Decay of the running path-length mean.
         pl_no_weight_grad   = False,        # Skip conv weight gradients inside the path-length gradient.
         adversarial         = 'logistic',   # Adversarial term: a key of `adversarial_losses`.
+        blur_init_sigma     = 0,            # Gaussian blur (sigma, pixels) of every image D sees at the start; 0 = off (StyleGAN3-R: 10).
+        blur_fade_kimg      = 0,            # The blur fades linearly to 0 over this many kimg; 0 = no blur.
     ):
         if adversarial not in adversarial_losses:
             raise ValueError(f'Unknown adversarial loss {adversarial!r}; valid: {", ".join(adversarial_losses)}.')
@@ -82,6 +85,9 @@ class StyleGAN2Loss(Loss):
         self.pl_batch_shrink = pl_batch_shrink
         self.pl_decay = pl_decay
         self.pl_no_weight_grad = pl_no_weight_grad
+        self.blur_init_sigma = blur_init_sigma
+        self.blur_fade_kimg = blur_fade_kimg
+        self.blur_sigma = 0 # Of the current phase; set from cur_nimg by accumulate_gradients.
         self.loss_g, self.loss_d_fake, self.loss_d_real = adversarial_losses[adversarial]
         self.pl_mean = torch.zeros([], device=device)
         self.real_sign_stats = torch.zeros([2], dtype=torch.float64, device=device) # [count, sum] of sign(D(real)) for ADA.
@@ -101,8 +107,10 @@ class StyleGAN2Loss(Loss):
             ws = torch.where(layer < cutoff, ws, ws_mix)
         return self.G.synthesis(ws, update_emas=update_emas), ws
 
-    # Discriminator logits, through the augmentation pipeline when there is one.
+    # Discriminator logits: blurred while the blur fades (StyleGAN3), then through the augmentation
+    # pipeline when there is one.
     def run_D(self, img, c):
+        img = blur_images(img, self.blur_sigma)
         if self.augment_pipe is not None:
             img = self.augment_pipe(img)
         return self.D(img, c)
@@ -110,6 +118,7 @@ class StyleGAN2Loss(Loss):
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg=0):
         if phase not in PHASES:
             raise ValueError(f'Unknown phase {phase!r}; valid: {", ".join(PHASES)}.')
+        self.blur_sigma = blur_sigma_at(cur_nimg, self.blur_init_sigma, self.blur_fade_kimg)
         if phase == 'Greg' and self.pl_weight == 0:
             return torch.zeros([], device=self.device)
         if phase == 'Dreg' and self.r1_gamma == 0:
@@ -196,6 +205,27 @@ class StyleGAN2Loss(Loss):
         loss = loss.mean()
         loss.mul(gain).backward()
         return loss.detach()
+
+#----------------------------------------------------------------------------
+# StyleGAN3's fade of D's input blur: sigma falls linearly from blur_init_sigma to 0 over the first
+# blur_fade_kimg kimg (Karras et al. 2021, appendix D: it keeps D from focusing on high frequencies early).
+
+def blur_sigma_at(cur_nimg, blur_init_sigma, blur_fade_kimg):
+    if blur_fade_kimg <= 0:
+        return 0
+    return max(1 - cur_nimg / (blur_fade_kimg * 1e3), 0) * blur_init_sigma
+
+#----------------------------------------------------------------------------
+# Blur images with the separable kernel 2^(-(x/sigma)^2), x = -floor(3 sigma) ... floor(3 sigma), normalised
+# (StyleGAN3's "Gaussian" blur); sigma < 1/3 leaves them unchanged.
+
+def blur_images(img, blur_sigma):
+    blur_size = np.floor(blur_sigma * 3)
+    if blur_size <= 0:
+        return img
+    with torch.autograd.profiler.record_function('blur'):
+        f = torch.arange(-blur_size, blur_size + 1, device=img.device).div(blur_sigma).square().neg().exp2()
+        return upfirdn2d.filter2d(img, f / f.sum())
 
 #----------------------------------------------------------------------------
 # BigGAN's hinge loss, with the same phases; R1 optional (off by default), no G regularisation.

@@ -193,6 +193,7 @@ register(*[StyleGAN2Preset(name, stylegan2_descriptions[name], spec) for name, s
 
 FAMILY_MODULES = [
     'training.presets_biggan',
+    'training.presets_stylegan3',
 ]
 
 for _module_name in FAMILY_MODULES:

@@ -1,0 +1,149 @@
+# Training StyleGAN3 by name: the presets' published hyper-parameters as --dry-run resolves them, the
+# loss's blur fade against scipy, and tiny StyleGAN3-T and -R runs through train.py on the CPU whose
+# snapshots render with generate.py.
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import click.testing
+import numpy as np
+import pytest
+import scipy.ndimage
+import torch
+
+import dnnlib
+import train
+from training import loss as loss_module
+from training import presets
+
+from test_train_cli import make_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#----------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp('sg3data') / 'plain', num_images=8, resolution=16, labels=False)
+
+def invoke(main, args):
+    return click.testing.CliRunner().invoke(main, [str(a) for a in args])
+
+def dry_run(args):
+    result = invoke(train.main, list(args) + ['--dry-run'])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output, object_hook=dnnlib.EasyDict)
+
+#----------------------------------------------------------------------------
+# The StyleGAN3 release's settings (train.py and the paper's appendix D), at batch 32 and 64.
+
+def test_presets_are_registered():
+    for name in ['stylegan3-t', 'stylegan3-r', 'stylegan2-sg3']:
+        assert presets.get(name).family.name == 'StyleGAN3'
+
+@pytest.mark.parametrize('batch', [32, 64])
+def test_stylegan3_t_hyperparameters(tmp_path, data, batch):
+    c = dry_run([f'--outdir={tmp_path}', f'--data={data}', '--cfg=stylegan3-t', '--gamma=8', f'--batch={batch}', '--device=cpu'])
+    assert c.G_kwargs.class_name == 'training.networks_stylegan3.Generator'
+    assert c.D_kwargs.class_name == 'training.networks_stylegan2.Discriminator'
+    assert (c.G_kwargs.channel_base, c.G_kwargs.channel_max, c.D_kwargs.channel_base, c.D_kwargs.channel_max) == (32768, 512, 32768, 512)
+    assert c.G_kwargs.conv_kernel == 3 and not c.G_kwargs.use_radial_filters
+    assert c.G_kwargs.mapping_kwargs.num_layers == 2 and c.G_kwargs.z_dim == c.G_kwargs.w_dim == 512
+    assert (c.G_opt_kwargs.lr, c.D_opt_kwargs.lr, c.G_opt_kwargs.betas, c.G_opt_kwargs.eps) == (0.0025, 0.002, [0, 0.99], 1e-8)
+    assert c.loss_kwargs.r1_gamma == 8 and c.loss_kwargs.pl_weight == 0 and c.loss_kwargs.style_mixing_prob == 0
+    assert c.loss_kwargs.get('blur_init_sigma', 0) == 0
+    assert c.ema_kimg == pytest.approx(batch * 10 / 32) and c.ema_rampup == 0.05
+    assert c.G_kwargs.magnitude_ema_beta == pytest.approx(0.5 ** (batch / 20000))
+    assert c.D_kwargs.epilogue_kwargs.mbstd_group_size == 4 and c.D_kwargs.architecture == 'resnet'
+    assert (c.G_reg_interval, c.D_reg_interval, c.batch_size) == (None, 16, batch)
+    assert c.augment_kwargs.xflip == 1 and c.ada_target == 0.6 # ADA with bgc, as the release.
+
+def test_stylegan3_r_hyperparameters(tmp_path, data):
+    c = dry_run([f'--outdir={tmp_path}', f'--data={data}', '--cfg=stylegan3-r', '--gamma=2', '--batch=64', '--device=cpu'])
+    assert (c.G_kwargs.channel_base, c.G_kwargs.channel_max, c.D_kwargs.channel_base, c.D_kwargs.channel_max) == (65536, 1024, 32768, 512)
+    assert c.G_kwargs.conv_kernel == 1 and c.G_kwargs.use_radial_filters
+    assert c.loss_kwargs.blur_init_sigma == 10 and c.loss_kwargs.blur_fade_kimg == pytest.approx(64 * 200 / 32)
+    c = dry_run([f'--outdir={tmp_path}', f'--data={data}', '--cfg=stylegan3-r', '--gamma=2', '--cbase=1000', '--cmax=100', '--map=3', '--device=cpu'])
+    assert (c.G_kwargs.channel_base, c.G_kwargs.channel_max, c.D_kwargs.channel_base, c.D_kwargs.channel_max) == (2000, 200, 1000, 100)
+    assert c.G_kwargs.mapping_kwargs.num_layers == 3
+
+def test_stylegan2_baseline_of_the_release(tmp_path, data):
+    c = dry_run([f'--outdir={tmp_path}', f'--data={data}', '--cfg=stylegan2-sg3', '--gamma=10', '--device=cpu'])
+    assert c.G_kwargs.class_name == 'training.networks_stylegan2.Generator'
+    assert c.G_kwargs.mapping_kwargs.num_layers == 8 and c.G_kwargs.synthesis_kwargs.channel_base == 32768
+    assert c.G_opt_kwargs.lr == c.D_opt_kwargs.lr == 0.002
+    assert (c.loss_kwargs.pl_weight, c.loss_kwargs.style_mixing_prob, c.loss_kwargs.pl_no_weight_grad, c.G_reg_interval) == (2, 0.9, True, 4)
+
+def test_gamma_is_required(tmp_path, data):
+    result = invoke(train.main, [f'--outdir={tmp_path}', f'--data={data}', '--cfg=stylegan3-t', '--device=cpu', '--dry-run'])
+    assert result.exit_code != 0 and 'needs --gamma' in result.output and 'Traceback' not in result.output
+    result = invoke(train.main, [f'--outdir={tmp_path}', f'--data={data}', '--cfg=stylegan3-t', '--gamma=1', '--ch=8', '--dry-run'])
+    assert result.exit_code != 0 and '--ch applies to the BigGAN' in result.output
+
+#----------------------------------------------------------------------------
+# Blur fade: sigma falls linearly to 0 over blur_fade_kimg; the blur is the normalised separable kernel
+# 2^(-(x/sigma)^2) over |x| <= floor(3 sigma), zero padding (scipy.ndimage with mode='constant').
+
+def test_blur_sigma_schedule():
+    assert loss_module.blur_sigma_at(0, 10, 200) == 10
+    assert loss_module.blur_sigma_at(100_000, 10, 200) == pytest.approx(5)
+    assert loss_module.blur_sigma_at(250_000, 10, 200) == 0
+    assert loss_module.blur_sigma_at(0, 10, 0) == 0
+
+@pytest.mark.parametrize('sigma', [0.2, 1.0, 2.5])
+def test_blur_images_matches_scipy(sigma):
+    img = torch.randn(2, 3, 12, 11, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    out = loss_module.blur_images(img, sigma)
+    radius = int(np.floor(sigma * 3))
+    if radius == 0:
+        assert out is img
+        return
+    taps = 2.0 ** (-(np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps /= taps.sum()
+    expected = scipy.ndimage.convolve1d(img.numpy(), taps, axis=3, mode='constant')
+    expected = scipy.ndimage.convolve1d(expected, taps, axis=2, mode='constant')
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-6, atol=1e-6)
+
+def test_loss_blurs_what_D_sees():
+    seen = []
+    class RecordingD(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones([]))
+        def forward(self, img, c):
+            seen.append(img.detach().clone())
+            return img.sum([1, 2, 3])[:, None] * self.scale
+    class Gen(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 3 * 8 * 8)
+        def forward(self, z, c):
+            return self.fc(z).reshape(-1, 3, 8, 8)
+    loss = loss_module.StyleGAN2Loss('cpu', Gen(), RecordingD(), r1_gamma=1, pl_weight=0, style_mixing_prob=0,
+        blur_init_sigma=2, blur_fade_kimg=1)
+    real = torch.randn(2, 3, 8, 8)
+    for cur_nimg, sigma in [(0, 2.0), (500, 1.0), (1000, 0.0)]:
+        seen.clear()
+        loss.accumulate_gradients('Dmain', real, None, torch.randn(2, 4), None, gain=1, cur_nimg=cur_nimg)
+        torch.testing.assert_close(seen[-1], loss_module.blur_images(real, sigma))
+
+#----------------------------------------------------------------------------
+# Tiny StyleGAN3-T and -R train through train.py on the CPU; their snapshots render with generate.py.
+
+@pytest.mark.slow
+@pytest.mark.parametrize('cfg', ['stylegan3-t', 'stylegan3-r'])
+def test_tiny_training_and_generate(tmp_path, data, cfg):
+    result = invoke(train.main, [f'--outdir={tmp_path / "runs"}', f'--data={data}', f'--cfg={cfg}', '--gamma=1', '--device=cpu',
+        '--cbase=128', '--cmax=8', '--batch=2', '--kimg=0.002', '--tick=0.002', '--snap=1', '--workers=0', '--aug=noaug'])
+    assert result.exit_code == 0, result.output
+    pkls = sorted(glob.glob(str(tmp_path / 'runs' / '*' / 'network-snapshot-*.pkl')))
+    assert pkls
+    proc = subprocess.run([sys.executable, 'generate.py', f'--network={pkls[-1]}', '--seeds=0-1', f'--outdir={tmp_path / "out"}',
+        '--device=cpu', '--trunc=0.7'], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(os.listdir(tmp_path / 'out')) == ['seed0000.png', 'seed0001.png']
+
+#----------------------------------------------------------------------------
