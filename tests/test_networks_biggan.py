@@ -33,14 +33,15 @@ _TINY_CONFIGS = {
     'cond_gn_N02':      dict(res=16, c_dim=3, attn_res=[], norm_style='gn', G_init='N02'),
     'cond_in_xavier':   dict(res=16, c_dim=3, attn_res=[], norm_style='in', G_init='xavier'),
     'cond_nonorm':      dict(res=16, c_dim=3, attn_res=[], norm_style='nonorm'),
+    'cond_noSN_unshared': dict(res=16, c_dim=3, attn_res=[8], G_param='none', G_shared=False, D_param='none'),
 }
 
 #----------------------------------------------------------------------------
 # A generator and a discriminator of one tiny configuration.
 
-def _tiny_pair(c_dim, attn_res, res=32, **G_kwargs):
+def _tiny_pair(c_dim, attn_res, res=32, D_param='SN', **G_kwargs):
     G = nb.Generator(z_dim=16, c_dim=c_dim, img_resolution=res, img_channels=3, ch=2, attn_res=attn_res, **G_kwargs)
-    D = nb.Discriminator(c_dim=c_dim, img_resolution=res, img_channels=3, ch=2, attn_res=attn_res)
+    D = nb.Discriminator(c_dim=c_dim, img_resolution=res, img_channels=3, ch=2, attn_res=attn_res, D_param=D_param)
     return G, D
 
 #----------------------------------------------------------------------------

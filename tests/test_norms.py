@@ -438,6 +438,8 @@ def test_seed_vbn_functional_call_form():
         vbn.normalize(x, m[:, :3], ms)
     with pytest.raises(ValueError, match='4 values'):
         vbn(x, torch.zeros(1, 3, 1), torch.ones(1, 3, 1))
+    with pytest.raises(TypeError, match='both ref_mean and ref_mean_sq'):
+        vbn(x, ref_mean)
 
 #----------------------------------------------------------------------------
 # Rank-local buffers (running, standing and reference statistics) are declared by the classes.

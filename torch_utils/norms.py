@@ -454,8 +454,10 @@ class _VirtualBatchNorm(torch.nn.Module):
 
     # Seed 004's call form: (out, mean, mean_sq); reference mode when a statistic is None.
     def _forward_functional(self, x, ref_mean, ref_mean_sq):
+        if ref_mean is _STATEFUL or ref_mean_sq is _STATEFUL:
+            raise TypeError(f'{type(self).__name__}: give both ref_mean and ref_mean_sq (None, None for reference mode), or neither')
         self._check_input(x)
-        if ref_mean is None or ref_mean is _STATEFUL or ref_mean_sq is None or ref_mean_sq is _STATEFUL:
+        if ref_mean is None or ref_mean_sq is None:
             mean, mean_sq = (s.detach() for s in self.get_stats(x))
         else:
             for name, stat in (('ref_mean', ref_mean), ('ref_mean_sq', ref_mean_sq)):

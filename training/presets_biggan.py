@@ -71,6 +71,7 @@ class BigGANPreset(presets.Preset):
             return self._spec
         return biggan_resolutions[min(biggan_resolutions, key=lambda res: abs(math.log2(res / resolution)))]
 
+    # The loop keyword arguments of the row (see presets.Preset.config).
     def config(self, resolution, gpus):
         spec = self.spec(resolution)
         c = dnnlib.EasyDict()
@@ -95,6 +96,7 @@ class BigGANPreset(presets.Preset):
         c.snapshot_hooks = [dnnlib.EasyDict(func_name='training.networks_biggan.accumulate_standing_stats', num_batches=STANDING_BATCHES)]
         return c
 
+    # The BigGAN options of train.py, each checked against the data (see presets.Preset.apply_options).
     def apply_options(self, c, opts, device):
         resolution = c.training_set_kwargs.resolution
         if opts.get('ch') is not None:
