@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import tqdm
 
-from training.inference import DEVICE_CHOICES, IntRangeList, is_stylegan, load_generator, make_labels
+from training.inference import DEVICE_CHOICES, TRUST_CODE_HELP, IntRangeList, is_stylegan, load_generator, make_labels
 from training.inference import resolve_device, run_generator, save_png, seeds_to_z, to_uint8
 
 #----------------------------------------------------------------------------
@@ -83,7 +83,8 @@ def generate_from_ws(G, ws, outdir, noise_mode='const', batch_size=8, device=tor
 @click.option('--device', type=click.Choice(DEVICE_CHOICES), default='auto', show_default=True, help='Where to run')
 @click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=8, show_default=True, help='Images per forward pass')
 @click.option('--standing-stats', 'standing_stats', type=click.IntRange(min=0), default=0, show_default=True, help='BigGAN: batches of standing BatchNorm statistics to accumulate first (0 = use the snapshot\'s)')
-def generate_images_cmd(network_pkl, seeds, truncation_psi, class_idx, noise_mode, projected_w, outdir, device, batch_size, standing_stats):
+@click.option('--trust-code', is_flag=True, help=TRUST_CODE_HELP)
+def generate_images_cmd(network_pkl, seeds, truncation_psi, class_idx, noise_mode, projected_w, outdir, device, batch_size, standing_stats, trust_code):
     """Generate images using a pretrained network.
 
     \b
@@ -94,7 +95,7 @@ def generate_images_cmd(network_pkl, seeds, truncation_psi, class_idx, noise_mod
     if (seeds is None) == (projected_w is None):
         raise click.UsageError('Give either --seeds or --projected-w (exactly one of them).')
     device = resolve_device(device)
-    G = load_generator(network_pkl, device)
+    G = load_generator(network_pkl, device, trust_code=trust_code)
 
     # Check every argument against the network before writing anything.
     if projected_w is not None and not is_stylegan(G):

@@ -199,7 +199,8 @@ def write_video(path, G, target_uint8, projected_w_steps):
 @click.option('--w-avg-samples', help='Number of z samples for the mean and spread of W', type=click.IntRange(min=2), default=10000, show_default=True)
 @click.option('--device', help='Device', type=click.Choice(['auto', 'cpu', 'cuda', 'mps']), default='auto', show_default=True)
 @click.option('--detector-dir', help=f'Folder holding vgg16.pt (sets ${metric_utils.DETECTOR_DIR_ENV})', metavar='DIR')
-def run_projection(network_pkl, target_fname, num_steps, seed, save_video, outdir, w_avg_samples, device, detector_dir):
+@click.option('--trust-code', help='Load a pickle by running the code stored in it (only for files from authors you trust; see docs/pickles.md)', is_flag=True)
+def run_projection(network_pkl, target_fname, num_steps, seed, save_video, outdir, w_avg_samples, device, detector_dir, trust_code):
     """Project an image into the W latent space of a pretrained network.
 
     \b
@@ -216,7 +217,7 @@ def run_projection(network_pkl, target_fname, num_steps, seed, save_video, outdi
     # Load the network and the target.
     print(f'Loading networks from "{network_pkl}"...')
     try:
-        G = legacy.load_network_pkl(network_pkl)['G_ema'].requires_grad_(False).to(device)
+        G = legacy.load_network_pkl(network_pkl, trust_code=trust_code, log=print)['G_ema'].requires_grad_(False).to(device)
     except (legacy.NetworkLoadError, OSError) as err:
         raise click.ClickException(str(err)) from err
     target_uint8 = load_target(target_fname, G.img_resolution, G.img_channels)

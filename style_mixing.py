@@ -65,14 +65,15 @@ def make_grid(images, row_seeds, col_seeds, resolution, channels):
 @click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True, help='Per-pixel noise')
 @click.option('--outdir', type=click.Path(file_okay=False), help='Where to save the output images', required=True, metavar='DIR')
 @click.option('--device', type=click.Choice(inference.DEVICE_CHOICES), default='auto', show_default=True, help='Where to run')
-def generate_style_mix(network_pkl, row_seeds, col_seeds, col_styles, truncation_psi, class_idx, noise_mode, outdir, device):
+@click.option('--trust-code', is_flag=True, help=inference.TRUST_CODE_HELP)
+def generate_style_mix(network_pkl, row_seeds, col_seeds, col_styles, truncation_psi, class_idx, noise_mode, outdir, device, trust_code):
     """Generate a style-mixing grid using a pretrained network.
 
     \b
     python style_mixing.py --outdir=out --rows=85,100,75 --cols=55,821 --styles=0-6 --network=ffhq.pkl
     """
     device = inference.resolve_device(device)
-    G = inference.load_generator(network_pkl, device)
+    G = inference.load_generator(network_pkl, device, trust_code=trust_code)
     num_ws = G.mapping.num_ws
     if max(col_styles) >= num_ws:
         raise click.BadParameter(f'layer {max(col_styles)} is out of range: this network has {num_ws} ws (0 to {num_ws - 1})', param_hint='--styles')

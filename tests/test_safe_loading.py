@@ -385,3 +385,46 @@ def test_build_on_allowed_global_refused():
     assert OrderedDict.__repr__ is not set
 
 #----------------------------------------------------------------------------
+# The tools: a changed source is refused without --trust-code (nothing written, marker absent)
+# and runs with it; a known one loads safely and the tool says which family it recognised.
+
+def _tools():
+    import generate # pylint: disable=import-outside-toplevel
+    import style_mixing # pylint: disable=import-outside-toplevel
+    return [(generate.generate_images_cmd, ['--seeds=0-1']), (style_mixing.generate_style_mix, ['--rows=0', '--cols=1', '--styles=0-1'])]
+
+@pytest.mark.parametrize('tool', [0, 1], ids=['generate', 'style_mixing'])
+def test_tools_trust_code(tmp_path, tool):
+    from click.testing import CliRunner # pylint: disable=import-outside-toplevel
+    cmd, args = _tools()[tool]
+    marker = tmp_path / 'marker'
+    data = make_networks()
+    network_files.save_network_pkl(str(tmp_path / 'ours.pkl'), data)
+    dump_edited(tmp_path / 'changed.pkl', data, with_marker(marker))
+    common = [*args, '--class=0', '--device=cpu']
+
+    result = CliRunner().invoke(cmd, [f'--network={tmp_path / "changed.pkl"}', f'--outdir={tmp_path / "a"}', *common])
+    assert result.exit_code == 1 and 'matches no release this project knows' in result.output and '--trust-code' in result.output
+    assert 'Traceback' not in result.output and not marker.exists() and not (tmp_path / 'a').exists()
+
+    result = CliRunner().invoke(cmd, [f'--network={tmp_path / "changed.pkl"}', f'--outdir={tmp_path / "b"}', '--trust-code', *common])
+    assert result.exit_code == 0, result.output
+    assert marker.exists() and 'ran the code stored in the file' in result.output
+
+    result = CliRunner().invoke(cmd, [f'--network={tmp_path / "ours.pkl"}', f'--outdir={tmp_path / "c"}', *common])
+    assert result.exit_code == 0, result.output
+    assert 'no code from the file run; G, D, G_ema rebuilt as StyleGAN2' in result.output
+    names = sorted(os.listdir(tmp_path / 'b'))
+    assert names and names == sorted(os.listdir(tmp_path / 'c'))
+    for name in names: # Same images from the executing path and the safe one.
+        assert (tmp_path / 'b' / name).read_bytes() == (tmp_path / 'c' / name).read_bytes()
+
+def test_projector_refuses_changed_source(tmp_path):
+    from click.testing import CliRunner # pylint: disable=import-outside-toplevel
+    import projector # pylint: disable=import-outside-toplevel
+    marker = tmp_path / 'marker'
+    dump_edited(tmp_path / 'changed.pkl', make_networks(), with_marker(marker))
+    result = CliRunner().invoke(projector.run_projection, [f'--network={tmp_path / "changed.pkl"}', '--target=x.png', f'--outdir={tmp_path / "out"}', '--device=cpu'])
+    assert result.exit_code == 1 and 'matches no release' in result.output and not marker.exists()
+
+#----------------------------------------------------------------------------

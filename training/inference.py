@@ -52,11 +52,14 @@ def resolve_device(name):
         raise click.BadParameter(str(err), param_hint='--device') from None
 
 #----------------------------------------------------------------------------
-# Load G_ema from a network file for inference, turning load errors into one-line CLI errors.
+# Load G_ema from a network file for inference, turning load errors into one-line CLI errors;
+# says on stderr how the file was loaded (which network family, or that its code ran).
 
-def load_generator(network, device):
+TRUST_CODE_HELP = 'Load a pickle by running the code stored in it (only for files from authors you trust; see docs/pickles.md)'
+
+def load_generator(network, device, trust_code=False):
     try:
-        data = network_files.load_network_pkl(network)
+        data = network_files.load_network_pkl(network, trust_code=trust_code, log=lambda msg: click.echo(msg, err=True))
     except network_files.NetworkLoadError as err:
         raise click.ClickException(str(err)) from err
     G = data['G_ema']
