@@ -215,8 +215,7 @@ class SelfAttention(torch.nn.Module):
 
 def _make_norm(channels, cond_size, norm_kwargs, sn_kwargs, param):
     if cond_size > 0:
-        use_sn = (param == 'SN')
-        return norms.ConditionalBatchNorm2d(channels, cond_size, use_sn=use_sn, sn_kwargs=(sn_kwargs if use_sn else None), **norm_kwargs)
+        return norms.ConditionalBatchNorm2d(channels, cond_size, use_sn=(param == 'SN'), sn_kwargs=sn_kwargs, **norm_kwargs)
     return norms.UnconditionalBatchNorm2d(channels, **norm_kwargs)
 
 #----------------------------------------------------------------------------
@@ -306,6 +305,17 @@ def _z_chunk_sizes(z_dim, num_chunks):
     return [base + 1] * extra + [base] * (num_chunks - extra)
 
 #----------------------------------------------------------------------------
+# Option combinations the generator cannot build, as one-line errors.
+
+def _check_generator_options(c_dim, ch, shared_dim, G_shared, norm, norm_style):
+    if norm not in generator_norms:
+        raise ValueError(f'Unknown generator norm {norm!r}; choose one of {sorted(generator_norms)}')
+    if norm == 'vbn' and norm_style not in ('bn', 'vbn'):
+        raise ValueError(f"norm='vbn' sets the norm style itself; got norm_style={norm_style!r}")
+    if int(ch) < 1 or (int(c_dim) > 0 and G_shared and int(shared_dim) < 1):
+        raise ValueError(f'Generator needs ch >= 1 and, with a shared class embedding, shared_dim >= 1; got ch={ch}, shared_dim={shared_dim}')
+
+#----------------------------------------------------------------------------
 # BigGAN generator.
 
 @persistence.persistent_class
@@ -335,12 +345,7 @@ class Generator(torch.nn.Module):
         vbn_ref_size    = 32,       # Reference batch size of norm='vbn'.
     ):
         super().__init__()
-        if norm not in generator_norms:
-            raise ValueError(f'Unknown generator norm {norm!r}; choose one of {sorted(generator_norms)}')
-        if norm == 'vbn' and norm_style not in ('bn', 'vbn'):
-            raise ValueError(f"norm='vbn' sets the norm style itself; got norm_style={norm_style!r}")
-        if int(ch) < 1 or (int(c_dim) > 0 and G_shared and int(shared_dim) < 1):
-            raise ValueError(f'Generator needs ch >= 1 and, with a shared class embedding, shared_dim >= 1; got ch={ch}, shared_dim={shared_dim}')
+        _check_generator_options(c_dim, ch, shared_dim, G_shared, norm, norm_style)
         self.z_dim = int(z_dim)
         self.c_dim = int(c_dim)
         self.img_resolution = int(img_resolution)
