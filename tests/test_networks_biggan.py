@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from training import networks_biggan as nb
-from training import norms
+from torch_utils import norms
 
 #----------------------------------------------------------------------------
 
