@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training import networks_biggan as nb
 from torch_utils import norms
+from training import networks_biggan as nb
 
 #----------------------------------------------------------------------------
 
