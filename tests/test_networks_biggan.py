@@ -549,3 +549,22 @@ def test_biggan_options_reach_config(tmp_path):
     nb.Discriminator(c_dim=3, img_resolution=64, img_channels=3, **{k: v for k, v in D.items() if k != 'class_name'} | dict(ch=1))
 
 #----------------------------------------------------------------------------
+# Every row of --cfg=biggan builds networks with BigGAN's tables: channel multipliers per block,
+# attention after the 64 px blocks (none in D at 64 px), z split evenly into the hierarchical chunks.
+
+@pytest.mark.parametrize('resolution', [128, 256, 512])
+def test_biggan_rows_build(resolution):
+    from training import presets
+    c = presets.get('biggan').config(resolution, gpus=1)
+    G_kwargs = {k: v for k, v in c.G_kwargs.items() if k != 'class_name'} | dict(ch=1)
+    D_kwargs = {k: v for k, v in c.D_kwargs.items() if k != 'class_name'} | dict(ch=1)
+    G = nb.Generator(c_dim=10, img_resolution=resolution, img_channels=3, **G_kwargs)
+    D = nb.Discriminator(c_dim=10, img_resolution=resolution, img_channels=3, **D_kwargs)
+    G_mults = {128: [16, 8, 4, 2, 1], 256: [16, 8, 8, 4, 2, 1], 512: [16, 8, 8, 4, 2, 1, 1]}[resolution]
+    D_mults = {128: [1, 2, 4, 8, 16, 16], 256: [1, 2, 4, 8, 8, 16, 16], 512: [1, 1, 2, 4, 8, 8, 16, 16]}[resolution]
+    assert [b.out_channels for b in G.blocks] == G_mults and [b.out_channels for b in D.blocks] == D_mults
+    assert G.attn_res == (64,) and D.attn_res == (64,)
+    assert len(set(G.z_chunk_sizes)) == 1 and G.z_dim == {128: 120, 256: 140, 512: 128}[resolution]
+    assert (c.D_steps_per_G, c.G_opt_kwargs.lr, c.D_opt_kwargs.lr, c.batch_size) == (2, 1e-4, 4e-4, 256)
+
+#----------------------------------------------------------------------------
