@@ -15,6 +15,7 @@ from . import kernel_inception_distance
 from . import precision_recall
 from . import inception_score
 from . import perceptual_path_length
+from . import equivariance
 
 #----------------------------------------------------------------------------
 # Registry: metric name -> fn(opts) returning a dict of results.
@@ -181,3 +182,22 @@ def ppl_zend(opts):
 def ppl_wend(opts):
     ppl = perceptual_path_length.compute_ppl(opts, num_samples=50000, epsilon=1e-4, space='w', sampling='end', crop=True, batch_size=2)
     return dict(ppl_wend=ppl)
+
+#----------------------------------------------------------------------------
+# StyleGAN3's equivariance metrics (Karras et al. 2021, sec. 4): PSNR in dB between transformed outputs
+# and transformed inputs' outputs, over 50k latents; StyleGAN3 generators only (metrics/equivariance.py).
+
+@register_metric
+def eqt50k_int(opts):
+    psnr = equivariance.compute_equivariance_metrics(opts, num_samples=50000, batch_size=4, compute_eqt_int=True)
+    return dict(eqt50k_int=psnr['eqt_int'])
+
+@register_metric
+def eqt50k_frac(opts):
+    psnr = equivariance.compute_equivariance_metrics(opts, num_samples=50000, batch_size=4, compute_eqt_frac=True)
+    return dict(eqt50k_frac=psnr['eqt_frac'])
+
+@register_metric
+def eqr50k(opts):
+    psnr = equivariance.compute_equivariance_metrics(opts, num_samples=50000, batch_size=4, compute_eqr=True)
+    return dict(eqr50k=psnr['eqr'])
