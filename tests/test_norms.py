@@ -169,6 +169,27 @@ def test_ccbn_eval_uses_running_stats_like_batchnorm2d():
     torch.testing.assert_close(layer(x, y), ref(x), atol=1e-5, rtol=1e-5)
 
 #----------------------------------------------------------------------------
+# Seed 000's ccbn keeps running statistics for 'bn' and 'in' (F.batch_norm / F.instance_norm with
+# stored_mean, stored_var) and normalises with them in eval mode: the same as torch's own layers.
+
+@pytest.mark.parametrize('style, ref_class', [('bn', torch.nn.BatchNorm2d), ('in', torch.nn.InstanceNorm2d)])
+def test_ccbn_eval_running_stats_match_torch_layers(style, ref_class):
+    torch.manual_seed(16)
+    layer = norms.ccbn(3, 2, torch.nn.Linear, norm_style=style)
+    ref = ref_class(3, affine=False, track_running_stats=True)
+    for _ in range(3):
+        x = torch.randn(5, 3, 4, 4) * 2 + torch.randn(5, 3, 1, 1)
+        layer(x, torch.randn(5, 2))
+        ref(x)
+    layer.eval()
+    ref.eval()
+    x, y = torch.randn(2, 3, 4, 4), torch.randn(2, 2)
+    gain = 1 + layer.gain(y)[:, :, None, None]
+    bias = layer.bias(y)[:, :, None, None]
+    torch.testing.assert_close(layer(x, y), ref(x) * gain + bias, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(layer.norm.stored_var, ref.running_var)
+
+#----------------------------------------------------------------------------
 
 def test_unconditional_bn_wrapper():
     torch.manual_seed(7)

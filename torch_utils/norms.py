@@ -32,7 +32,7 @@ from torch_utils import spectral_norm
 
 norm_styles = {
     'bn':       'batch normalisation (batch statistics in training; running or standing statistics in eval)',
-    'in':       'instance normalisation (per-sample statistics, no running statistics)',
+    'in':       'instance normalisation (per-sample statistics in training; running averages of them in eval, as BigGAN)',
     'gn':       'group normalisation (per-sample statistics over channel groups)',
     'nonorm':   'no normalisation (identity before the gain and bias)',
     'vbn':      'virtual batch normalisation (reference-batch statistics mixed with the batch)',
@@ -233,7 +233,7 @@ class Normalize2d(torch.nn.Module):
         num_channels,               # Number of channels C.
         norm_style      = 'bn',     # One of norm_styles: 'bn', 'in', 'gn', 'nonorm', 'vbn'.
         eps             = 1e-5,     # Added to the variance.
-        momentum        = 0.1,      # Running-average momentum ('bn').
+        momentum        = 0.1,      # Running-average momentum ('bn', 'in').
         mybn            = False,    # 'bn' through StandingBatchNorm (supports standing statistics).
         cross_replica   = False,    # 'bn' with statistics synchronised over processes (uses StandingBatchNorm).
         num_groups      = 16,       # 'gn': groups = gcd(num_groups, num_channels).
@@ -252,7 +252,7 @@ class Normalize2d(torch.nn.Module):
         self.vbn = None
         if norm_style == 'bn' and (mybn or cross_replica):
             self.bn = StandingBatchNorm(self.num_channels, eps=eps, momentum=momentum, cross_replica=cross_replica)
-        elif norm_style == 'bn':
+        elif norm_style in ('bn', 'in'):
             self.register_buffer('stored_mean', torch.zeros([self.num_channels]))
             self.register_buffer('stored_var', torch.ones([self.num_channels]))
         elif norm_style == 'vbn':
@@ -265,7 +265,7 @@ class Normalize2d(torch.nn.Module):
         if self.norm_style == 'bn':
             out = F.batch_norm(x, self.stored_mean, self.stored_var, None, None, self.training, self.momentum, self.eps)
         elif self.norm_style == 'in':
-            out = F.instance_norm(x, eps=self.eps)
+            out = F.instance_norm(x, self.stored_mean, self.stored_var, None, None, self.training, self.momentum, self.eps)
         elif self.norm_style == 'gn':
             out = F.group_norm(x, self.num_groups, eps=self.eps)
         elif self.norm_style == 'vbn':
