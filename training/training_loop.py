@@ -106,6 +106,7 @@ def training_loop(
     keep_states             = 2,        # Newest training-state files kept in run_dir; None or 0 = all.
     resume_pkl              = None,     # Network file to start from (transfer learning; counters start at 0).
     resume_state            = None,     # Training-state file to continue exactly.
+    resume_trust_code       = False,    # Load resume_pkl by running the code stored in it (see docs/pickles.md).
     image_grid_kwargs       = {},       # Keyword arguments of G_ema's call for the image grids (e.g. noise_mode).
     snapshot_hooks          = [],       # Functions run on the G_ema copy before a snapshot: dicts of func_name + kwargs,
                                         # called as func(module, batch_size=, device=, seed=, **kwargs).
@@ -129,7 +130,7 @@ def training_loop(
 
     # The run's state: networks (from resume_pkl's weights if given), augmentation, loss, optimizers.
     common_kwargs = dict(c_dim=training_set.label_dim, img_resolution=training_set.resolution, img_channels=training_set.num_channels)
-    G, D, G_ema = _build_networks(G_kwargs, D_kwargs, common_kwargs, resume_pkl, resume_state, device, log)
+    G, D, G_ema = _build_networks(G_kwargs, D_kwargs, common_kwargs, resume_pkl, resume_state, resume_trust_code, device, log)
     augment_pipe = _build_augment_pipe(augment_kwargs, augment_p, ada_target, device)
     if num_gpus > 1:
         for module in [G, D, G_ema, augment_pipe]:
@@ -247,13 +248,13 @@ def _init_process(device, seed, cudnn_benchmark, allow_tf32):
     return device
 
 # G, D (training mode, no gradients until their phase) and G_ema; weights from resume_pkl for a new run.
-def _build_networks(G_kwargs, D_kwargs, common_kwargs, resume_pkl, resume_state, device, log):
+def _build_networks(G_kwargs, D_kwargs, common_kwargs, resume_pkl, resume_state, resume_trust_code, device, log):
     G = dnnlib.util.construct_class_by_name(**G_kwargs, **common_kwargs).train().requires_grad_(False).to(device)
     D = dnnlib.util.construct_class_by_name(**D_kwargs, **common_kwargs).train().requires_grad_(False).to(device)
     G_ema = copy.deepcopy(G).eval()
     if resume_pkl is not None and resume_state is None:
         log(f'Starting from the weights of "{resume_pkl}"')
-        resume_data = network_files.load_network_pkl(resume_pkl)
+        resume_data = network_files.load_network_pkl(resume_pkl, trust_code=resume_trust_code, log=log)
         for name, module in [('G', G), ('D', D), ('G_ema', G_ema)]:
             if resume_data.get(name) is not None:
                 misc.copy_params_and_buffers(resume_data[name], module, require_all=False)
