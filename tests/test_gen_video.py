@@ -138,6 +138,18 @@ def test_png_frames_biggan(nets, tmp_path):
     for frame_idx, seed in [(0, 1), (3, 2)]:
         np.testing.assert_array_equal(frames[frame_idx], to_uint8(G(z_of([seed], 16), c))[0, :, :, 0])
 
+# BigGAN truncation is applied once to the keyframe z (these seeds need no redraws: |z| <= 2), then
+# frames render with psi = 1; psi outside [0, 1] is a one-line error.
+def test_biggan_truncation(nets, tmp_path):
+    path, G = nets['biggan']
+    assert z_of([3], 16).abs().max() <= 2
+    result = run([f'--network={path}', '--seeds=3', '--w-frames=1', '--class=0', '--trunc=0.5', f'--output={tmp_path / "f"}', '--png-frames'])
+    assert result.exit_code == 0, result.output
+    _, frames = read_frames(tmp_path / 'f')
+    np.testing.assert_array_equal(frames[0], to_uint8(G(0.5 * z_of([3], 16), torch.tensor([[1.0, 0.0]])))[0, :, :, 0])
+    result = run([f'--network={path}', '--seeds=3', '--class=0', '--trunc=1.5', f'--output={tmp_path / "g"}', '--png-frames'])
+    assert result.exit_code == 2 and '--trunc' in result.output and not os.path.exists(tmp_path / 'g')
+
 #----------------------------------------------------------------------------
 # Video output (needs the `video` extra); without it, a one-line error naming the extra.
 
