@@ -3,6 +3,7 @@
 # without running any code from the file. `legacy.py` is the command-line front end; library
 # code (the training loop, the tools) imports this module, never a top-level script.
 
+import ast
 import copy
 import inspect
 import io
@@ -328,7 +329,17 @@ def _target_module(obj, default):
         return entry['module']
     if type(obj).__module__.startswith(source_fingerprints.PACKAGE_DIRS):
         return type(obj).__module__
+    if default == 'training.networks' and isinstance(src, str) and _defines_class(src, 'SynthesisInput'):
+        return 'training.networks_stylegan3' # A StyleGAN3 generator file (its Generator is not StyleGAN2's).
     return default
+
+# Whether Python source text defines a top-level class of this name (parsed, not run).
+def _defines_class(src, class_name):
+    try:
+        tree = ast.parse(src)
+    except SyntaxError:
+        return False
+    return any(isinstance(node, ast.ClassDef) and node.name == class_name for node in tree.body)
 
 #----------------------------------------------------------------------------
 # Largest absolute difference between the outputs of two networks on a fixed input
