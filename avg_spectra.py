@@ -16,7 +16,7 @@ import tqdm
 
 import dnnlib
 from training import dataset as dataset_module
-from training.inference import DEVICE_CHOICES, load_generator, make_labels, resolve_device, run_generator, seeds_to_z, to_uint8
+from training.inference import DEVICE_CHOICES, TRUST_CODE_HELP, load_generator, make_labels, resolve_device, run_generator, seeds_to_z, to_uint8
 
 NETWORK_SUFFIXES = ('.pkl', '.safetensors')
 
@@ -213,13 +213,14 @@ def main():
 @click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True, help='Generator: per-pixel noise')
 @click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=32, show_default=True, help='Images per batch')
 @click.option('--device', type=click.Choice(DEVICE_CHOICES), default='auto', show_default=True, help='Where to run')
-def calc(source, dest, num, seed, interp, beta, truncation_psi, class_idx, noise_mode, batch_size, device):
+@click.option('--trust-code', is_flag=True, help='Generator: ' + TRUST_CODE_HELP)
+def calc(source, dest, num, seed, interp, beta, truncation_psi, class_idx, noise_mode, batch_size, device, trust_code):
     """Compute the average power spectrum of a dataset or a generator and save it as .npz."""
     if os.path.isdir(dest):
         raise click.BadParameter(f'{dest} is a folder; give a file name such as spectrum.npz', param_hint='--dest')
     device = resolve_device(device)
     if is_network_source(source):
-        G = load_generator(source, device)
+        G = load_generator(source, device, trust_code=trust_code)
         num = 10000 if num is None else num
         if G.c_dim == 0 or class_idx is not None:
             make_labels(G, class_idx, 1, device) # Check --class against the network.

@@ -12,7 +12,7 @@ import torch
 import tqdm
 
 import dnnlib
-from training.inference import DEVICE_CHOICES, IntRangeList, is_stylegan, load_generator, make_labels
+from training.inference import DEVICE_CHOICES, TRUST_CODE_HELP, IntRangeList, is_stylegan, load_generator, make_labels
 from training.inference import resolve_device, save_png, seeds_to_z, to_uint8
 
 VIDEO_HINT = 'writing a video needs imageio and imageio-ffmpeg: pip install .[video] (or write PNG frames with --png-frames)'
@@ -170,8 +170,9 @@ def resolve_num_keyframes(num_keyframes, seeds, grid_w, grid_h):
 @click.option('--fps', type=click.IntRange(min=1), default=60, show_default=True, help='Video frame rate')
 @click.option('--device', type=click.Choice(DEVICE_CHOICES), default='auto', show_default=True, help='Where to run')
 @click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=8, show_default=True, help='Images per forward pass')
+@click.option('--trust-code', is_flag=True, help=TRUST_CODE_HELP)
 def generate_video_cmd(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_frames, truncation_psi, class_idx,
-        noise_mode, output, png_frames, fps, device, batch_size):
+        noise_mode, output, png_frames, fps, device, batch_size, trust_code):
     """Render a latent-interpolation video: each grid cell moves through one keyframe per seed and loops.
 
     \b
@@ -182,7 +183,7 @@ def generate_video_cmd(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_
     num_keyframes = resolve_num_keyframes(num_keyframes, seeds, grid_w, grid_h)
     imageio = check_output(output, png_frames)
     device = resolve_device(device)
-    G = load_generator(network_pkl, device)
+    G = load_generator(network_pkl, device, trust_code=trust_code)
     c = make_labels(G, class_idx, 1, device)
 
     with torch.no_grad():

@@ -3,6 +3,7 @@
 # plots, and one-line errors that leave nothing behind.
 
 import os
+import pickle
 
 import numpy as np
 import PIL.Image
@@ -11,6 +12,7 @@ import torch
 from click.testing import CliRunner
 
 import avg_spectra
+from torch_utils import persistence
 from training import network_files
 from training import networks_stylegan2
 
@@ -129,6 +131,28 @@ def test_calc_generator_matches_naive_loop(tmp_path):
     quantised = (img * 127.5 + 128).clamp(0, 255).to(torch.uint8).numpy()
     with np.load(tmp_path / 's.npz') as npz:
         np.testing.assert_allclose(npz['spectrum'], naive_spectrum(quantised / 127.5 - 1, 1, 8), rtol=1e-9, atol=1e-12)
+
+# A generator pickle whose embedded source was changed is refused unless --trust-code is given.
+class _ChangedSourcePickler(pickle.Pickler):
+    def reducer_override(self, obj):
+        if persistence.is_persistent(obj) and not isinstance(obj, type):
+            func, (meta,) = obj.__reduce__()
+            return func, (dict(meta, module_src=meta['module_src'] + '\n_CHANGED_BY_SOMEONE_ELSE = 1\n'),)
+        return NotImplemented
+
+def test_calc_generator_trust_code(tmp_path):
+    G = networks_stylegan2.Generator(z_dim=4, c_dim=0, w_dim=4, img_resolution=16, img_channels=1,
+        mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=64, channel_max=4)).eval()
+    with open(tmp_path / 'g.pkl', 'wb') as f:
+        _ChangedSourcePickler(f).dump(dict(G=None, D=None, G_ema=G, augment_pipe=None, training_set_kwargs=None))
+    args = ['calc', f'--source={tmp_path / "g.pkl"}', f'--dest={tmp_path / "s.npz"}', '--num=2', '--interp=1']
+    result = run(args)
+    assert_one_line_error(result)
+    assert 'Refusing to load' in result.output and not os.path.exists(tmp_path / 's.npz')
+    result = run(args + ['--trust-code'])
+    assert result.exit_code == 0 and 'ran the code stored in the file' in result.output, result.output
+    with np.load(tmp_path / 's.npz') as npz:
+        assert int(npz['num_images']) == 2
 
 #----------------------------------------------------------------------------
 # Heat map: centred (zero frequency in the middle), the peak drawn white; slices: profiles and plot.

@@ -3,6 +3,7 @@
 # keyframes, PNG and video output, and one-line errors that leave nothing behind.
 
 import os
+import pickle
 import sys
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 from click.testing import CliRunner
 
 import gen_video
+from torch_utils import persistence
 from training import network_files
 from training import networks_biggan
 from training import networks_stylegan2
@@ -171,6 +173,28 @@ def test_video_without_extra(nets, tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [f'Error: {gen_video.VIDEO_HINT}']
     assert 'pip install .[video]' in result.output and os.listdir(tmp_path) == []
+
+#----------------------------------------------------------------------------
+# A pickle whose embedded source was changed loads only with --trust-code (as in generate.py).
+
+class _ChangedSourcePickler(pickle.Pickler):
+    def reducer_override(self, obj):
+        if persistence.is_persistent(obj) and not isinstance(obj, type):
+            func, (meta,) = obj.__reduce__()
+            return func, (dict(meta, module_src=meta['module_src'] + '\n_CHANGED_BY_SOMEONE_ELSE = 1\n'),)
+        return NotImplemented
+
+def test_trust_code(nets, tmp_path):
+    path = tmp_path / 'changed.pkl'
+    with open(path, 'wb') as f:
+        _ChangedSourcePickler(f).dump(dict(G=None, D=None, G_ema=nets['sg2'][1], augment_pipe=None, training_set_kwargs=None))
+    args = [f'--network={path}', '--seeds=0', '--w-frames=1', f'--output={tmp_path / "f"}', '--png-frames']
+    result = run(args)
+    assert result.exit_code == 1 and result.output.strip().splitlines()[-1].startswith('Error: Refusing to load')
+    assert '--trust-code' in result.output and not os.path.exists(tmp_path / 'f')
+    result = run(args + ['--trust-code'])
+    assert result.exit_code == 0, result.output
+    assert 'ran the code stored in the file' in result.output and len(os.listdir(tmp_path / 'f')) == 1
 
 #----------------------------------------------------------------------------
 # Bad input: one line, nothing written.
