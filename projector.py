@@ -12,9 +12,9 @@ import PIL.Image
 import torch
 import torch.nn.functional as F
 
-import legacy
-from training.inference import resolve_device
 from metrics import metric_utils
+from training import network_files
+from training.inference import resolve_device
 
 #----------------------------------------------------------------------------
 # Learning rate at progress t in [0, 1]: cosine ramp-down over the last rampdown fraction, linear ramp-up over the first rampup.
@@ -217,8 +217,8 @@ def run_projection(network_pkl, target_fname, num_steps, seed, save_video, outdi
     # Load the network and the target.
     print(f'Loading networks from "{network_pkl}"...')
     try:
-        G = legacy.load_network_pkl(network_pkl, trust_code=trust_code, log=print)['G_ema'].requires_grad_(False).to(device)
-    except (legacy.NetworkLoadError, OSError) as err:
+        G = network_files.load_network_pkl(network_pkl, trust_code=trust_code, log=print)['G_ema'].requires_grad_(False).to(device)
+    except (network_files.NetworkLoadError, OSError) as err:
         raise click.ClickException(str(err)) from err
     target_uint8 = load_target(target_fname, G.img_resolution, G.img_channels)
 
