@@ -5,7 +5,10 @@
 
 import copy
 import io
+import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +16,8 @@ import scipy.signal
 import torch
 
 from training import networks_stylegan3 as n3
+
+from test_isolation import CHILD, embedded_sources, imported_packages
 
 #----------------------------------------------------------------------------
 # A tiny generator: 16 px, few channels, 4 layers (2 critically sampled).
@@ -210,5 +215,23 @@ def test_pickle_round_trip():
 def test_bad_layer_count():
     with pytest.raises(ValueError, match='must exceed num_critical'):
         tiny_G(num_layers=2)
+
+#----------------------------------------------------------------------------
+# Self-contained (issue 12 section 1): a pickled G runs bit-identically in a process where `training`
+# cannot be imported, and the source it embeds imports only torch, numpy, scipy, torch_utils.
+
+def test_runs_without_training_package(tmp_path):
+    G = tiny_G(conv_kernel=1, use_radial_filters=True).eval()
+    cases = dict(G=(G, (torch.randn(2, 8), None), dict(truncation_psi=0.7)))
+    with open(tmp_path / 'cases.pkl', 'wb') as f:
+        pickle.dump(cases, f)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, '-c', CHILD, str(tmp_path / 'cases.pkl'), str(tmp_path / 'out.pt')],
+        cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with torch.no_grad():
+        assert torch.equal(torch.load(tmp_path / 'out.pt')['G'], G(*cases['G'][1], **cases['G'][2]))
+    for src in embedded_sources(pickle.dumps(G)):
+        assert imported_packages(src) <= {'numpy', 'scipy', 'torch', 'torch_utils', 'dnnlib'}
 
 #----------------------------------------------------------------------------
