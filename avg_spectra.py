@@ -11,12 +11,13 @@ import click
 import numpy as np
 import PIL.Image
 import PIL.ImageDraw
+import scipy.ndimage
 import torch
 import tqdm
 
 import dnnlib
 from training import dataset as dataset_module
-from training.inference import DEVICE_CHOICES, TRUST_CODE_HELP, load_generator, make_labels, resolve_device, run_generator, seeds_to_z, to_uint8
+from training.inference import DEVICE_CHOICES, TRUST_CODE_HELP, load_generator, make_labels, resolve_device, run_generator, to_uint8
 
 NETWORK_SUFFIXES = ('.pkl', '.safetensors')
 
@@ -33,8 +34,16 @@ def spectrum_window(height, width, beta, device='cpu'):
 # Running mean of the power spectra of image batches [N, C, H, W] (float, about [-1, 1]).
 
 class SpectrumAccumulator:
-    def __init__(self, height, width, interp=4, beta=8, device='cpu'):
+    def __init__(self,
+        height,                 # Image height in pixels.
+        width,                  # Image width in pixels.
+        interp          = 4,    # Zero-padding factor: the spectrum has interp*H x interp*W bins.
+        beta            = 8,    # Shape parameter of the Kaiser window.
+        subtract_mean   = True, # Subtract each image's (and channel's) mean first; False = the caller whitened the data.
+        device          = 'cpu',
+    ):
         self.window = spectrum_window(height, width, beta, device)
+        self.subtract_mean = subtract_mean
         self.size = [height * interp, width * interp]
         self.total = torch.zeros(self.size, dtype=torch.float64, device=device)
         self.num_images = 0
@@ -42,7 +51,9 @@ class SpectrumAccumulator:
     # Add the spectra of one batch.
     def add(self, images):
         x = images.to(device=self.window.device, dtype=torch.float64)
-        x = (x - x.mean(dim=[2, 3], keepdim=True)) * self.window # [NCHW]
+        if self.subtract_mean:
+            x = x - x.mean(dim=[2, 3], keepdim=True)
+        x = x * self.window # [NCHW]
         power = torch.fft.fft2(x, s=self.size).abs().square() # [NCHW], H and W zero-padded
         self.total += power.mean(dim=1).sum(dim=0)
         self.num_images += x.shape[0]
@@ -52,37 +63,59 @@ class SpectrumAccumulator:
         return (self.total / max(self.num_images, 1)).cpu().numpy()
 
 #----------------------------------------------------------------------------
-# uint8 images [N, C, H, W] -> float64 in [-1, 1] (the training convention).
+# uint8 images [N, C, H, W] -> float64: v / 127.5 - 1 (the training convention), or StyleGAN3's
+# whitening (v - mean) / std with the dataset's statistics when mean and std are given.
 
-def uint8_to_float(images):
-    return torch.as_tensor(images).to(torch.float64) / 127.5 - 1
+def to_float(images, mean=None, std=None):
+    x = torch.as_tensor(images).to(torch.float64)
+    return x / 127.5 - 1 if mean is None else (x - mean) / std
 
 #----------------------------------------------------------------------------
-# Batches of dataset images (a seeded random subset of num images when num is given).
+# Batches of uint8 dataset images [N, C, H, W] (a seeded random subset of num images when num is given).
 
-def dataset_batches(path, num, seed, batch_size):
+def open_dataset(path, num, seed):
     try:
         data = dataset_module.ImageFolderDataset(path=path, max_size=num, random_seed=seed)
     except dataset_module.DatasetError as err:
         raise click.ClickException(str(err)) from None
-    indices = list(range(len(data)))
-    for start in range(0, len(indices), batch_size):
-        yield uint8_to_float(np.stack([data[idx][0] for idx in indices[start : start + batch_size]]))
+    if num is not None and len(data) < num:
+        raise click.BadParameter(f'{path} holds only {len(data)} images, fewer than {num}', param_hint='--num')
+    return data
 
-# Batches of generated images for seeds seed, seed+1, ..., quantised to 8 bits as when saved, so
-# generator and dataset spectra are measured alike. Conditional networks draw seeded random classes
-# unless class_idx is given.
+def dataset_batches(data, batch_size):
+    for start in range(0, len(data), batch_size):
+        yield np.stack([data[idx][0] for idx in range(start, min(start + batch_size, len(data)))])
+
+# Batches of generated uint8 images for seeds seed ... seed+num-1, quantised as when saved, so generator
+# and dataset spectra are measured alike. Conditional networks draw each seed's class from the same
+# RandomState right after z (as StyleGAN3's tool) unless class_idx is given.
 def generator_batches(G, num, seed, batch_size, truncation_psi, class_idx, noise_mode, device):
-    rng = np.random.RandomState(seed)
     for start in range(seed, seed + num, batch_size):
-        seeds = list(range(start, min(start + batch_size, seed + num)))
-        z = torch.from_numpy(seeds_to_z(seeds, G.z_dim)).to(device=device, dtype=torch.float32)
+        rnds = [np.random.RandomState(s) for s in range(start, min(start + batch_size, seed + num))]
+        z = torch.from_numpy(np.concatenate([rnd.randn(1, G.z_dim) for rnd in rnds])).to(device=device, dtype=torch.float32)
         if G.c_dim > 0 and class_idx is None:
-            c = torch.eye(G.c_dim, device=device)[rng.randint(G.c_dim, size=len(seeds))]
+            c = torch.eye(G.c_dim, device=device)[[rnd.randint(G.c_dim) for rnd in rnds]]
         else:
-            c = make_labels(G, class_idx, len(seeds), device)
-        images = run_generator(G, z, c, truncation_psi, noise_mode)
-        yield uint8_to_float(to_uint8(images).transpose(0, 3, 1, 2))
+            c = make_labels(G, class_idx, len(rnds), device)
+        try:
+            images = run_generator(G, z, c, truncation_psi, noise_mode)
+        except ValueError as err: # E.g. BigGAN's psi outside [0, 1].
+            raise click.BadParameter(str(err), param_hint='--trunc') from None
+        yield to_uint8(images).transpose(0, 3, 1, 2)
+
+# Open --source: (height, width, iterator over uint8 batches); one-line errors before any work.
+def open_source(source, num, seed, batch_size, truncation_psi, class_idx, noise_mode, device, trust_code):
+    if is_network_source(source):
+        G = load_generator(source, device, trust_code=trust_code)
+        if G.c_dim == 0 or class_idx is not None:
+            make_labels(G, class_idx, 1, device) # Check --class against the network.
+        num = 10000 if num is None else num
+        return G.img_resolution, G.img_resolution, generator_batches(G, num, seed, batch_size, truncation_psi, class_idx, noise_mode, device)
+    if not os.path.exists(source):
+        raise click.BadParameter(f'{source} does not exist (a dataset folder or .zip, or a network .pkl)', param_hint='--source')
+    data = open_dataset(source, num, seed)
+    _, height, width = data.image_shape
+    return height, width, dataset_batches(data, batch_size)
 
 #----------------------------------------------------------------------------
 # Whether --source names a network file (pickle, safetensors, URL) rather than a dataset.
@@ -91,13 +124,15 @@ def is_network_source(source):
     return dnnlib.util.is_url(source) or source.lower().endswith(NETWORK_SUFFIXES)
 
 #----------------------------------------------------------------------------
-# Centred spectrum in dB (zero frequency at [H//2, W//2]).
+# Spectrum in dB (FFT order), optionally smoothed by a Gaussian of smooth_bins bins; the boundary
+# wraps around, as the spectrum is periodic.
 
-def spectrum_db(spectrum):
-    return 10 * np.log10(np.maximum(np.fft.fftshift(spectrum), 1e-30))
+def spectrum_db(spectrum, smooth_bins=0):
+    db = 10 * np.log10(np.maximum(spectrum, 1e-30))
+    return scipy.ndimage.gaussian_filter(db, sigma=smooth_bins, mode='wrap') if smooth_bins > 0 else db
 
-# Profiles from zero frequency to Nyquist: along the horizontal axis (vertical frequency 0) and along
-# the diagonal (equal frequencies); x in cycles per pixel of radial frequency.
+# Profiles of a square map in FFT order from zero frequency to Nyquist: along the horizontal axis
+# (vertical frequency 0) and along the diagonal (equal frequencies); x in cycles per pixel of radial frequency.
 def spectrum_slices(spectrum):
     size = spectrum.shape[0]
     half = np.arange(size // 2 + 1)
@@ -107,7 +142,8 @@ def spectrum_slices(spectrum):
     )
 
 #----------------------------------------------------------------------------
-# Read a spectrum .npz written by `calc`; one-line errors for anything else.
+# Read a spectrum .npz written by `calc` (or StyleGAN3's tool): (spectrum, interp); one-line errors
+# for anything else. interp comes from the file, or from StyleGAN3's image_size, else 1.
 
 def load_spectrum(path):
     try:
@@ -121,9 +157,13 @@ def load_spectrum(path):
         if 'spectrum' not in npz.files:
             raise click.ClickException(f'{path} has no array named "spectrum"; write one with: avg_spectra.py calc')
         spectrum = npz['spectrum'].astype(np.float64)
+        if 'interp' in npz.files:
+            interp = float(npz['interp'])
+        else:
+            interp = spectrum.shape[0] / float(npz['image_size']) if 'image_size' in npz.files else 1.0
     if spectrum.ndim != 2 or min(spectrum.shape) < 2 or not np.all(np.isfinite(spectrum)):
         raise click.ClickException(f'{path}: "spectrum" must be a finite 2-D array, got shape {list(spectrum.shape)}')
-    return spectrum
+    return spectrum, interp
 
 #----------------------------------------------------------------------------
 # Colour map for the heat map: black, blue, red, yellow, white at values 0, 0.25, 0.5, 0.75, 1.
@@ -160,10 +200,10 @@ def draw_panel(draw, box, series, x_range, y_range, title):
         draw.line(points, fill=PLOT_COLORS[idx % len(PLOT_COLORS)], width=2)
 
 #----------------------------------------------------------------------------
-# Slice plot: horizontal and diagonal panels side by side, one line per spectrum, legend below.
+# Slice plot of dB maps (FFT order): horizontal and diagonal panels side by side, one line per map, legend below.
 
-def draw_slices(spectra, labels, db_range=None):
-    slices = [{k: (x, 10 * np.log10(np.maximum(y, 1e-30))) for k, (x, y) in spectrum_slices(s).items()} for s in spectra]
+def draw_slices(db_maps, labels, db_range=None):
+    slices = [spectrum_slices(db) for db in db_maps]
     if db_range is None:
         top = max(max(y.max() for _, y in s.values()) for s in slices)
         db_range = (np.floor(top / 10) * 10 - 100, np.ceil(top / 10) * 10)
@@ -197,56 +237,74 @@ def main():
     python avg_spectra.py calc --source=stylegan3-r.pkl --dest=sg3r.npz --num=10000
     python avg_spectra.py heatmap ffhq.npz --output=ffhq-heatmap.png
     python avg_spectra.py slices ffhq.npz sg3r.npz --output=slices.png
+
+    \b
+    StyleGAN3's whitening instead of per-image mean subtraction (same numbers as the original tool):
+    python avg_spectra.py stats --source=datasets/ffhq-256x256.zip     # prints --mean=... --std=...
+    python avg_spectra.py calc --source=datasets/ffhq-256x256.zip --dest=ffhq.npz --mean=112.684 --std=69.509
     """
+
+#----------------------------------------------------------------------------
+# Options that pick the images, shared by `stats` and `calc`.
+
+def source_options(func):
+    options = [
+        click.option('--source', help='Dataset (folder or .zip) or network (.pkl, .safetensors, URL)', required=True, metavar='PATH'),
+        click.option('--num', type=click.IntRange(min=1), help='Number of images [default: whole dataset; 10000 generated]'),
+        click.option('--seed', type=click.IntRange(min=0), default=0, show_default=True, help='First generator seed; dataset subset seed'),
+        click.option('--trunc', 'truncation_psi', type=float, default=1, show_default=True, help='Generator: truncation psi'),
+        click.option('--class', 'class_idx', type=click.IntRange(min=0), help='Generator: class index [default: a random class per seed]'),
+        click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True, help='Generator: per-pixel noise'),
+        click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=32, show_default=True, help='Images per batch'),
+        click.option('--device', type=click.Choice(DEVICE_CHOICES), default='auto', show_default=True, help='Where to run'),
+        click.option('--trust-code', is_flag=True, help='Generator: ' + TRUST_CODE_HELP),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
 
 #----------------------------------------------------------------------------
 
 @main.command()
-@click.option('--source', help='Dataset (folder or .zip) or network (.pkl, .safetensors, URL)', required=True, metavar='PATH')
+@source_options
+def stats(source, num, seed, truncation_psi, class_idx, noise_mode, batch_size, device, trust_code):
+    """Print the mean and standard deviation of the 8-bit pixel values, for calc --mean/--std."""
+    device = resolve_device(device)
+    _, _, batches = open_source(source, num, seed, batch_size, truncation_psi, class_idx, noise_mode, device, trust_code)
+    moments = np.zeros(3)
+    with torch.no_grad():
+        for images in tqdm.tqdm(batches, desc='Stats', unit='batch', leave=False):
+            x = images.astype(np.float64)
+            moments += [x.size, x.sum(), np.square(x).sum()]
+    mean = moments[1] / moments[0]
+    click.echo(f'--mean={mean:g} --std={np.sqrt(max(moments[2] / moments[0] - mean**2, 0)):g}')
+
+#----------------------------------------------------------------------------
+
+@main.command()
+@source_options
 @click.option('--dest', help='Where to save the spectrum', required=True, metavar='NPZ')
-@click.option('--num', type=click.IntRange(min=1), help='Number of images [default: whole dataset; 10000 generated]')
-@click.option('--seed', type=click.IntRange(min=0), default=0, show_default=True, help='First generator seed; dataset subset seed')
 @click.option('--interp', type=click.IntRange(min=1), default=4, show_default=True, help='Zero-padding factor of the FFT')
 @click.option('--beta', type=click.FloatRange(min=0), default=8, show_default=True, help='Shape parameter of the Kaiser window')
-@click.option('--trunc', 'truncation_psi', type=float, default=1, show_default=True, help='Generator: truncation psi')
-@click.option('--class', 'class_idx', type=click.IntRange(min=0), help='Generator: class index [default: random classes]')
-@click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True, help='Generator: per-pixel noise')
-@click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=32, show_default=True, help='Images per batch')
-@click.option('--device', type=click.Choice(DEVICE_CHOICES), default='auto', show_default=True, help='Where to run')
-@click.option('--trust-code', is_flag=True, help='Generator: ' + TRUST_CODE_HELP)
-def calc(source, dest, num, seed, interp, beta, truncation_psi, class_idx, noise_mode, batch_size, device, trust_code):
+@click.option('--mean', type=float, help='Whiten with this dataset mean (8-bit units, from `stats`) instead of per-image mean subtraction')
+@click.option('--std', type=click.FloatRange(min=0, min_open=True), help='Whiten with this dataset standard deviation (with --mean)')
+def calc(source, num, seed, truncation_psi, class_idx, noise_mode, batch_size, device, trust_code, dest, interp, beta, mean, std):
     """Compute the average power spectrum of a dataset or a generator and save it as .npz."""
+    if (mean is None) != (std is None):
+        raise click.BadParameter('give both --mean and --std (from: avg_spectra.py stats), or neither', param_hint='--mean')
     if os.path.isdir(dest):
         raise click.BadParameter(f'{dest} is a folder; give a file name such as spectrum.npz', param_hint='--dest')
     device = resolve_device(device)
-    if is_network_source(source):
-        G = load_generator(source, device, trust_code=trust_code)
-        num = 10000 if num is None else num
-        if G.c_dim == 0 or class_idx is not None:
-            make_labels(G, class_idx, 1, device) # Check --class against the network.
-        batches = generator_batches(G, num, seed, batch_size, truncation_psi, class_idx, noise_mode, device)
-        height = width = G.img_resolution
-    else:
-        if not os.path.exists(source):
-            raise click.BadParameter(f'{source} does not exist (a dataset folder or .zip, or a network .pkl)', param_hint='--source')
-        batches = dataset_batches(source, num, seed, batch_size)
-        first = next(batches)
-        height, width = first.shape[2:]
-        batches = _chain([first], batches)
-
-    accumulator = SpectrumAccumulator(height, width, interp=interp, beta=beta, device=device)
+    height, width, batches = open_source(source, num, seed, batch_size, truncation_psi, class_idx, noise_mode, device, trust_code)
+    accumulator = SpectrumAccumulator(height, width, interp=interp, beta=beta, subtract_mean=(mean is None), device=device)
     with torch.no_grad():
         for images in tqdm.tqdm(batches, desc='Spectra', unit='batch', leave=False):
-            accumulator.add(images)
+            accumulator.add(to_float(images, mean, std))
+    extra = dict(image_size=height) if height == width else {} # The key StyleGAN3's tool reads.
     with dnnlib.util.atomic_write(dest) as f:
         np.savez(f, spectrum=accumulator.result(), image_shape=np.array([height, width]), num_images=accumulator.num_images,
-            interp=interp, beta=beta, source=os.path.basename(source.rstrip('/')))
+            interp=interp, beta=beta, source=os.path.basename(source.rstrip('/')), **extra)
     click.echo(f'Averaged the spectra of {accumulator.num_images} images into {dest}')
-
-# Iterate the iterables one after another.
-def _chain(*iterables):
-    for iterable in iterables:
-        yield from iterable
 
 #----------------------------------------------------------------------------
 
@@ -256,9 +314,11 @@ def _chain(*iterables):
 @click.option('--db-min', type=float, help='Power shown as black, in dB [default: maximum - 80]')
 @click.option('--db-max', type=float, help='Power shown as white, in dB [default: maximum]')
 @click.option('--scale', type=click.IntRange(min=1), default=1, show_default=True, help='Enlarge each bin to scale x scale pixels')
-def heatmap(npz_file, output, db_min, db_max, scale):
+@click.option('--smooth', type=click.FloatRange(min=0), default=1.25, show_default=True, help='Gaussian smoothing, sigma in image-frequency bins (times interp)')
+def heatmap(npz_file, output, db_min, db_max, scale, smooth):
     """Draw a spectrum as a centred heat map of log power (zero frequency in the middle)."""
-    hmap = spectrum_db(load_spectrum(npz_file))
+    spectrum, interp = load_spectrum(npz_file)
+    hmap = np.fft.fftshift(spectrum_db(spectrum, smooth * interp))
     db_max = float(hmap.max()) if db_max is None else db_max
     db_min = db_max - 80 if db_min is None else db_min
     if db_min >= db_max:
@@ -276,10 +336,11 @@ def heatmap(npz_file, output, db_min, db_max, scale):
 @click.option('--output', help='PNG to write', required=True, metavar='PNG')
 @click.option('--db-min', type=float, help='Bottom of the power axis in dB [default: top - 100]')
 @click.option('--db-max', type=float, help='Top of the power axis in dB [default: above the largest value]')
-def slices(npz_files, output, db_min, db_max):
+@click.option('--smooth', type=click.FloatRange(min=0), default=0, show_default=True, help='Gaussian smoothing, sigma in image-frequency bins (times interp)')
+def slices(npz_files, output, db_min, db_max, smooth):
     """Plot the horizontal and diagonal profiles of one or more square spectra on one PNG."""
-    spectra = [load_spectrum(path) for path in npz_files]
-    for path, spectrum in zip(npz_files, spectra):
+    loaded = [load_spectrum(path) for path in npz_files]
+    for path, (spectrum, _interp) in zip(npz_files, loaded):
         if spectrum.shape[0] != spectrum.shape[1]:
             raise click.ClickException(f'{path}: slices need a square spectrum, got {spectrum.shape[1]}x{spectrum.shape[0]}')
     db_range = None
@@ -288,7 +349,8 @@ def slices(npz_files, output, db_min, db_max):
             raise click.BadParameter('give both --db-min and --db-max, with --db-min below --db-max', param_hint='--db-min')
         db_range = (db_min, db_max)
     labels = [os.path.splitext(os.path.basename(path))[0] for path in npz_files]
-    save_image(draw_slices(spectra, labels, db_range), output)
+    db_maps = [spectrum_db(spectrum, smooth * interp) for spectrum, interp in loaded]
+    save_image(draw_slices(db_maps, labels, db_range), output)
     click.echo(f'Wrote {output}')
 
 #----------------------------------------------------------------------------

@@ -18,12 +18,12 @@ from training.inference import resolve_device, save_png, seeds_to_z, to_uint8
 VIDEO_HINT = 'writing a video needs imageio and imageio-ffmpeg: pip install .[video] (or write PNG frames with --png-frames)'
 
 #----------------------------------------------------------------------------
-# Click callback for --grid: 'WxH' -> (W, H), both at least 1.
+# Click callback for --grid: 'WxH' (or 'W,H') -> (W, H), both at least 1.
 
 def parse_grid(ctx, param, value):
     if isinstance(value, tuple):
         return value
-    match = re.fullmatch(r'\s*(\d+)\s*x\s*(\d+)\s*', str(value))
+    match = re.fullmatch(r'\s*(\d+)\s*[x,]\s*(\d+)\s*', str(value))
     if match is None or int(match.group(1)) < 1 or int(match.group(2)) < 1:
         raise click.BadParameter(f'{value!r} is not a grid size such as 4x2 (columns x rows, both at least 1)', ctx, param)
     return int(match.group(1)), int(match.group(2))
@@ -112,7 +112,7 @@ def write_video(frames, path, fps, imageio):
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f'.{name}.{os.getpid()}.tmp{os.path.splitext(name)[1]}')
     try:
-        writer = imageio.get_writer(tmp, mode='I', fps=fps, codec='libx264', bitrate='16M', macro_block_size=1)
+        writer = imageio.get_writer(tmp, mode='I', fps=fps, codec='libx264', bitrate='12M', macro_block_size=1)
         with writer:
             for frame in frames:
                 writer.append_data(np.repeat(frame, 3, axis=2) if frame.shape[2] == 1 else frame)

@@ -20,14 +20,15 @@ from training import networks_stylegan2
 # Independent reference: per image and channel, subtract the mean, multiply by the outer product
 # of numpy Kaiser windows of unit energy, zero-pad to interp times the size, |FFT|^2; average.
 
-def naive_spectrum(images, interp, beta):
+def naive_spectrum(images, interp, beta, subtract_mean=True):
     _, channels, height, width = images.shape
     wy, wx = np.kaiser(height, beta), np.kaiser(width, beta)
     window = np.outer(wy / np.sqrt(np.sum(wy**2)), wx / np.sqrt(np.sum(wx**2)))
     total = np.zeros([height * interp, width * interp])
     for image in images.astype(np.float64):
         for channel in image:
-            total += np.abs(np.fft.fft2((channel - channel.mean()) * window, s=total.shape))**2 / channels
+            centred = channel - channel.mean() if subtract_mean else channel
+            total += np.abs(np.fft.fft2(centred * window, s=total.shape))**2 / channels
     return total / len(images)
 
 def run(args):
@@ -116,6 +117,25 @@ def test_calc_dataset_subset(tmp_path):
         np.testing.assert_allclose(npz['spectrum'], expected, rtol=1e-9, atol=1e-12)
 
 #----------------------------------------------------------------------------
+# StyleGAN3's whitening: `stats` gives the pixel mean and std; calc --mean/--std divides by them
+# and subtracts no per-image mean.
+
+def test_stats_and_whitened_calc(tmp_path):
+    images = np.random.RandomState(5).randint(0, 256, size=[4, 16, 16, 3], dtype=np.uint8)
+    (tmp_path / 'data').mkdir()
+    for idx, image in enumerate(images):
+        PIL.Image.fromarray(image).save(tmp_path / 'data' / f'img{idx}.png')
+    result = run(['stats', f'--source={tmp_path / "data"}', '--batch=3'])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f'--mean={images.astype(np.float64).mean():g} --std={images.astype(np.float64).std():g}'
+    result = run(['calc', f'--source={tmp_path / "data"}', f'--dest={tmp_path / "s.npz"}', '--interp=1', '--mean=100', '--std=50'])
+    assert result.exit_code == 0, result.output
+    with np.load(tmp_path / 's.npz') as npz:
+        assert int(npz['image_size']) == 16
+        expected = naive_spectrum((images.transpose(0, 3, 1, 2) - 100.0) / 50, 1, 8, subtract_mean=False)
+        np.testing.assert_allclose(npz['spectrum'], expected, rtol=1e-9, atol=1e-12)
+
+#----------------------------------------------------------------------------
 # calc on a generator: seeds seed..seed+num-1, images quantised to 8 bits like saved images.
 
 def test_calc_generator_matches_naive_loop(tmp_path):
@@ -154,6 +174,44 @@ def test_calc_generator_trust_code(tmp_path):
     with np.load(tmp_path / 's.npz') as npz:
         assert int(npz['num_images']) == 2
 
+# Conditional generators: each seed's class comes from its own RandomState right after z (StyleGAN3's rule).
+def test_calc_conditional_generator_classes(tmp_path):
+    torch.manual_seed(4)
+    G = networks_stylegan2.Generator(z_dim=4, c_dim=5, w_dim=4, img_resolution=16, img_channels=1,
+        mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=64, channel_max=4)).eval().requires_grad_(False)
+    network_files.save_network_pkl(str(tmp_path / 'g.pkl'), dict(G=G, D=None, G_ema=G, augment_pipe=None, training_set_kwargs=None))
+    result = run(['calc', f'--source={tmp_path / "g.pkl"}', f'--dest={tmp_path / "s.npz"}', '--num=3', '--seed=11', '--batch=3', '--interp=1'])
+    assert result.exit_code == 0, result.output
+    z, c = [], torch.zeros([3, 5])
+    for idx, seed in enumerate([11, 12, 13]):
+        rnd = np.random.RandomState(seed)
+        z.append(rnd.randn(1, 4))
+        c[idx, rnd.randint(5)] = 1
+    img = G(torch.from_numpy(np.concatenate(z)).float(), c, noise_mode='const')
+    quantised = (img * 127.5 + 128).clamp(0, 255).to(torch.uint8).numpy()
+    with np.load(tmp_path / 's.npz') as npz:
+        np.testing.assert_allclose(npz['spectrum'], naive_spectrum(quantised / 127.5 - 1, 1, 8), rtol=1e-9, atol=1e-12)
+
+#----------------------------------------------------------------------------
+# Smoothing: a circular Gaussian convolution of the dB map (naive sum of shifted copies, the kernel
+# truncated at 4 sigma as scipy's); interp read from our files or from StyleGAN3's image_size.
+
+def test_smoothing_is_circular_gaussian():
+    db = np.random.RandomState(6).randn(12, 12) * 5
+    sigma = 1.5
+    radius = int(4 * sigma + 0.5)
+    weights = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma)**2)
+    weights /= weights.sum()
+    expected = sum(wy * wx * np.roll(db, (dy, dx), axis=(0, 1))
+        for dy, wy in zip(range(-radius, radius + 1), weights) for dx, wx in zip(range(-radius, radius + 1), weights))
+    np.testing.assert_allclose(avg_spectra.spectrum_db(10**(db / 10), smooth_bins=sigma), expected, rtol=0, atol=1e-9)
+
+def test_load_spectrum_interp(tmp_path):
+    np.savez(tmp_path / 'ours.npz', spectrum=np.ones([24, 24]), interp=3)
+    np.savez(tmp_path / 'original.npz', spectrum=np.ones([32, 32]), image_size=8)
+    np.savez(tmp_path / 'bare.npz', spectrum=np.ones([8, 8]))
+    assert [avg_spectra.load_spectrum(tmp_path / f'{name}.npz')[1] for name in ['ours', 'original', 'bare']] == [3, 4, 1]
+
 #----------------------------------------------------------------------------
 # Heat map: centred (zero frequency in the middle), the peak drawn white; slices: profiles and plot.
 
@@ -162,7 +220,7 @@ def test_heatmap_is_centred(tmp_path):
     acc = avg_spectra.SpectrumAccumulator(16, 16, interp=1, beta=8)
     acc.add(torch.from_numpy(np.cos(2 * np.pi * (3 * x + 5 * y) / 16)[None, None]))
     np.savez(tmp_path / 's.npz', spectrum=acc.result())
-    result = run(['heatmap', str(tmp_path / 's.npz'), f'--output={tmp_path / "h.png"}', '--scale=2'])
+    result = run(['heatmap', str(tmp_path / 's.npz'), f'--output={tmp_path / "h.png"}', '--scale=2', '--smooth=0'])
     assert result.exit_code == 0, result.output
     image = np.asarray(PIL.Image.open(tmp_path / 'h.png'))
     assert image.shape == (32, 32, 3)
@@ -198,6 +256,8 @@ def test_errors_leave_nothing(tmp_path):
     np.savez(tmp_path / 'other.npz', x=np.zeros(3))
     np.savez(tmp_path / 'rect.npz', spectrum=np.ones([4, 8]))
     (tmp_path / 'empty').mkdir()
+    (tmp_path / 'data').mkdir()
+    PIL.Image.fromarray(np.zeros([8, 8], dtype=np.uint8)).save(tmp_path / 'data' / 'one.png')
     cases = [
         (['calc', f'--source={tmp_path / "missing"}', f'--dest={tmp_path / "out.npz"}'], 'does not exist'),
         (['calc', f'--source={tmp_path / "missing.pkl"}', f'--dest={tmp_path / "out.npz"}'], 'missing.pkl'),
@@ -207,11 +267,13 @@ def test_errors_leave_nothing(tmp_path):
         (['heatmap', str(tmp_path / 'missing.npz'), f'--output={tmp_path / "out.png"}'], 'cannot read'),
         (['heatmap', str(tmp_path / 'rect.npz'), f'--output={tmp_path / "out.png"}', '--db-min=5', '--db-max=0'], 'below'),
         (['slices', str(tmp_path / 'rect.npz'), f'--output={tmp_path / "out.png"}'], 'square'),
+        (['calc', f'--source={tmp_path / "data"}', f'--dest={tmp_path / "out.npz"}', '--num=3'], 'fewer than 3'),
+        (['calc', f'--source={tmp_path / "data"}', f'--dest={tmp_path / "out.npz"}', '--mean=3'], 'both --mean and --std'),
     ]
     for args, message in cases:
         result = run(args)
         assert_one_line_error(result)
         assert message in result.output, result.output
-    assert sorted(os.listdir(tmp_path)) == ['array.npy', 'empty', 'other.npz', 'rect.npz']
+    assert sorted(os.listdir(tmp_path)) == ['array.npy', 'data', 'empty', 'other.npz', 'rect.npz']
 
 #----------------------------------------------------------------------------

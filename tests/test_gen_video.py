@@ -60,6 +60,13 @@ def read_frames(folder):
     return names, [np.asarray(PIL.Image.open(os.path.join(folder, name))) for name in names]
 
 #----------------------------------------------------------------------------
+# --grid takes WxH or W,H.
+
+@pytest.mark.parametrize('text,expected', [('4x2', (4, 2)), (' 3 , 1 ', (3, 1)), ('1x1', (1, 1))])
+def test_parse_grid(text, expected):
+    assert gen_video.parse_grid(None, None, text) == expected
+
+#----------------------------------------------------------------------------
 # Keyframe layout: seeds cycled over [grid_h, grid_w, K] (keyframes fastest), shuffled by a seed.
 
 def test_layout_seeds():
