@@ -1,9 +1,10 @@
 # Average power spectrum of a dataset's images or a generator's: `calc` saves it as .npz,
 # `heatmap` draws it as a centred log-power PNG, `slices` plots its horizontal and diagonal
-# profiles (several files on one plot). As in StyleGAN3's tool: each image and channel is
-# mean-subtracted, multiplied by a separable Kaiser window of unit energy, zero-padded by
-# `interp` and Fourier transformed; |F|^2 is averaged over channels and images.
-# See docs/stylegan3.md.
+# profiles (several files on one plot). As in StyleGAN3's tool, each image and channel is
+# multiplied by a separable Kaiser window of unit energy, zero-padded by `interp` and Fourier
+# transformed, and |F|^2 is averaged over channels and images; images are mean-subtracted one by
+# one, or whitened with the dataset's statistics as the original does (`stats`, --mean/--std).
+# See docs/tools-video-spectra.md.
 
 import os
 
@@ -31,7 +32,7 @@ def spectrum_window(height, width, beta, device='cpu'):
     return torch.outer(wy / wy.square().sum().sqrt(), wx / wx.square().sum().sqrt())
 
 #----------------------------------------------------------------------------
-# Running mean of the power spectra of image batches [N, C, H, W] (float, about [-1, 1]).
+# Running mean of the power spectra of float image batches [N, C, H, W].
 
 class SpectrumAccumulator:
     def __init__(self,
@@ -40,7 +41,7 @@ class SpectrumAccumulator:
         interp          = 4,    # Zero-padding factor: the spectrum has interp*H x interp*W bins.
         beta            = 8,    # Shape parameter of the Kaiser window.
         subtract_mean   = True, # Subtract each image's (and channel's) mean first; False = the caller whitened the data.
-        device          = 'cpu',
+        device          = 'cpu', # Where the FFTs run.
     ):
         self.window = spectrum_window(height, width, beta, device)
         self.subtract_mean = subtract_mean
@@ -82,6 +83,7 @@ def open_dataset(path, num, seed):
         raise click.BadParameter(f'{path} holds only {len(data)} images, fewer than {num}', param_hint='--num')
     return data
 
+# The dataset's images in order, batch_size at a time.
 def dataset_batches(data, batch_size):
     for start in range(0, len(data), batch_size):
         yield np.stack([data[idx][0] for idx in range(start, min(start + batch_size, len(data)))])

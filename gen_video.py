@@ -1,6 +1,6 @@
 # Latent-interpolation videos: a grid of images whose latents pass through one keyframe per seed
 # and loop smoothly (a periodic cubic spline in W space). Writes a video (optional `video` extra:
-# imageio + imageio-ffmpeg) or a folder of PNG frames. See docs/stylegan3.md.
+# imageio + imageio-ffmpeg) or a folder of PNG frames. See docs/tools-video-spectra.md.
 
 import os
 import re
