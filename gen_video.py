@@ -12,6 +12,7 @@ import torch
 import tqdm
 
 import dnnlib
+from training import networks_biggan
 from training.inference import DEVICE_CHOICES, TRUST_CODE_HELP, IntRangeList, is_stylegan, load_generator, make_labels
 from training.inference import resolve_device, save_png, seeds_to_z, to_uint8
 
@@ -49,11 +50,10 @@ def keyframe_latents(G, seed_grid, c, truncation_psi, device):
     if is_stylegan(G):
         latents = G.mapping(z, c, truncation_psi=truncation_psi)
     else:
-        from training.networks_biggan import truncate_z
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed_grid.reshape(-1)[0])) # Redraws of out-of-range z are reproducible.
             try:
-                latents = truncate_z(z.cpu(), truncation_psi)
+                latents = networks_biggan.truncate_z(z.cpu(), truncation_psi)
             except ValueError as err:
                 raise click.BadParameter(str(err), param_hint='--trunc') from None
     return latents.cpu().numpy().astype(np.float64).reshape(*seed_grid.shape, *latents.shape[1:])
