@@ -11,6 +11,7 @@ import torch
 
 import dnnlib
 import legacy
+from metrics import custom_features
 from metrics import metric_main
 from metrics import metric_utils
 from training.inference import resolve_device
@@ -105,8 +106,9 @@ def check_dataset(dataset_kwargs, G):
 @click.option('--device', help='Device', type=click.Choice(['auto', 'cpu', 'cuda', 'mps']), default='auto', show_default=True)
 @click.option('--verbose', help='Print progress', type=bool, default=True, metavar='BOOL', show_default=True)
 @click.option('--detector-dir', help=f'Folder holding the detector files (sets ${metric_utils.DETECTOR_DIR_ENV})', metavar='DIR')
+@click.option('--detector', help='TorchScript feature network of the *_custom metrics (sets $DNNLIB_CUSTOM_DETECTOR)', metavar='PATH')
 @click.option('--max-items', help='Cap every item count (quick looks and tests only: numbers are not comparable to published ones)', type=click.IntRange(min=1), metavar='INT')
-def calc_metrics(ctx, network_pkl, metrics, data, mirror, num_gpus, device, verbose, detector_dir, max_items):
+def calc_metrics(ctx, network_pkl, metrics, data, mirror, num_gpus, device, verbose, detector_dir, detector, max_items):
     """Calculate quality metrics of a trained network.
 
     \b
@@ -116,6 +118,11 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, num_gpus, device, verb
     \b
     # Any network against a dataset (results printed).
     python calc_metrics.py --metrics=fid50k_full --data=~/datasets/ffhq.zip --mirror=1 --network=ffhq.pkl
+
+    \b
+    # FD, precision/recall and class accuracy on your own feature network (no download needed).
+    python calc_metrics.py --metrics=fd_custom,pr_custom,acc_custom --detector=demo-out/digit-features.pt \\
+        --network=demo-out/runs/00000-mnist32-small-gpus1-batch32-cond/network-snapshot-000100.pkl
     """
     args = dnnlib.EasyDict(metrics=metrics, num_gpus=num_gpus, verbose=verbose, max_items=max_items, network_pkl=network_pkl)
     args.device = resolve_device(device)
@@ -127,6 +134,12 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, num_gpus, device, verb
         if not os.path.isdir(detector_dir):
             raise click.BadParameter(f'not a folder: {detector_dir}', param_hint='--detector-dir')
         os.environ[metric_utils.DETECTOR_DIR_ENV] = os.path.abspath(detector_dir)
+    if detector is not None:
+        if not os.path.isfile(detector):
+            raise click.BadParameter(f'file not found: {detector}', param_hint='--detector')
+        os.environ[custom_features.CUSTOM_DETECTOR_ENV] = os.path.abspath(detector)
+    elif any(m.endswith('_custom') for m in metrics) and not os.environ.get(custom_features.CUSTOM_DETECTOR_ENV):
+        raise click.UsageError(f'{", ".join(m for m in metrics if m.endswith("_custom"))} need a feature network: give --detector=PATH (a TorchScript file)')
 
     # Load the network.
     if not dnnlib.util.is_url(network_pkl) and not os.path.isfile(network_pkl):

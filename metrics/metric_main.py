@@ -16,6 +16,7 @@ from . import precision_recall
 from . import inception_score
 from . import perceptual_path_length
 from . import equivariance
+from . import custom_features
 
 #----------------------------------------------------------------------------
 # Registry: metric name -> fn(opts) returning a dict of results.
@@ -182,6 +183,27 @@ def ppl_zend(opts):
 def ppl_wend(opts):
     ppl = perceptual_path_length.compute_ppl(opts, num_samples=50000, epsilon=1e-4, space='w', sampling='end', crop=True, batch_size=2)
     return dict(ppl_wend=ppl)
+
+#----------------------------------------------------------------------------
+# Metrics on the features of the user's own TorchScript network (calc_metrics.py --detector, see
+# metrics/custom_features.py): generated images against one half of the dataset, and the other
+# half against it (the *_real values: the floor a perfect generator would score at this size).
+
+@register_metric
+def fd_custom(opts):
+    fd, floor = custom_features.compute_fd(opts)
+    return dict(fd_custom=fd, fd_custom_real=floor)
+
+@register_metric
+def pr_custom(opts):
+    precision, recall, real_precision, real_recall = custom_features.compute_pr(opts, nhood_size=3)
+    return dict(pr_custom_precision=precision, pr_custom_recall=recall,
+        pr_custom_real_precision=real_precision, pr_custom_real_recall=real_recall)
+
+@register_metric
+def acc_custom(opts):
+    acc, real_acc = custom_features.compute_acc(opts)
+    return dict(acc_custom=acc, acc_custom_real=real_acc)
 
 #----------------------------------------------------------------------------
 # StyleGAN3's equivariance metrics (Karras et al. 2021, sec. 4): PSNR in dB between transformed outputs

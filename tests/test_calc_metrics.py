@@ -136,3 +136,24 @@ def test_conditional_network_uses_dataset_labels(run):
     result = invoke(*common, '--data', run.data)
     assert result.exit_code == 0, result.output
     assert np.isfinite(json.loads(result.output.strip().splitlines()[-1])['results']['fid50k_full'])
+
+#----------------------------------------------------------------------------
+# The *_custom metrics with a user's TorchScript feature network (--detector).
+
+def test_custom_detector_metrics(run, monkeypatch):
+    monkeypatch.delenv('DNNLIB_CUSTOM_DETECTOR', raising=False) # Restored after the test: --detector sets it.
+    detector = os.path.join(run.det_dir, 'vgg16.pt') # Any TorchScript file with the detector call signature.
+    result = invoke('--network', run.pkl, '--metrics', 'fd_custom,pr_custom', '--detector', detector,
+        '--max-items', '8', '--verbose', 'false', '--device', 'cpu')
+    assert result.exit_code == 0, result.output
+    fd = json.loads((run.run_dir / 'metric-fd_custom.jsonl').read_text().splitlines()[-1])['results']
+    pr = json.loads((run.run_dir / 'metric-pr_custom.jsonl').read_text().splitlines()[-1])['results']
+    assert fd['fd_custom'] >= 0 and fd['fd_custom_real'] >= 0
+    assert all(0 <= pr[k] <= 1 for k in ['pr_custom_precision', 'pr_custom_recall', 'pr_custom_real_precision', 'pr_custom_real_recall'])
+
+def test_custom_metrics_need_a_detector(run, monkeypatch):
+    monkeypatch.delenv('DNNLIB_CUSTOM_DETECTOR', raising=False)
+    result = invoke('--network', run.pkl, '--metrics', 'fd_custom', '--verbose', 'false', '--device', 'cpu')
+    assert result.exit_code != 0 and 'give --detector=PATH' in result.output and 'Traceback' not in result.output
+    result = invoke('--network', run.pkl, '--metrics', 'pr_custom', '--detector', str(run.tmp / 'nope.pt'), '--device', 'cpu')
+    assert result.exit_code != 0 and 'file not found' in result.output
