@@ -83,10 +83,11 @@ def open_dataset(path, num, seed):
         raise click.BadParameter(f'{path} holds only {len(data)} images, fewer than {num}', param_hint='--num')
     return data
 
-# The dataset's images in order, batch_size at a time.
-def dataset_batches(data, batch_size):
-    for start in range(0, len(data), batch_size):
-        yield np.stack([data[idx][0] for idx in range(start, min(start + batch_size, len(data)))])
+# The dataset's images in order, batch_size at a time, decoded by `workers` background processes.
+def dataset_batches(data, batch_size, workers):
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers)
+    for images, _labels in loader:
+        yield images.numpy()
 
 # Batches of generated uint8 images for seeds seed ... seed+num-1, quantised as when saved, so generator
 # and dataset spectra are measured alike. Conditional networks draw each seed's class from the same
@@ -106,7 +107,7 @@ def generator_batches(G, num, seed, batch_size, truncation_psi, class_idx, noise
         yield to_uint8(images).transpose(0, 3, 1, 2)
 
 # Open --source: (height, width, iterator over uint8 batches); one-line errors before any work.
-def open_source(source, num, seed, batch_size, truncation_psi, class_idx, noise_mode, device, trust_code):
+def open_source(source, num, seed, batch_size, workers, truncation_psi, class_idx, noise_mode, device, trust_code):
     if is_network_source(source):
         G = load_generator(source, device, trust_code=trust_code)
         if G.c_dim == 0 or class_idx is not None:
@@ -117,7 +118,7 @@ def open_source(source, num, seed, batch_size, truncation_psi, class_idx, noise_
         raise click.BadParameter(f'{source} does not exist (a dataset folder or .zip, or a network .pkl)', param_hint='--source')
     data = open_dataset(source, num, seed)
     _, height, width = data.image_shape
-    return height, width, dataset_batches(data, batch_size)
+    return height, width, dataset_batches(data, batch_size, workers)
 
 #----------------------------------------------------------------------------
 # Whether --source names a network file (pickle, safetensors, URL) rather than a dataset.
@@ -258,6 +259,7 @@ def source_options(func):
         click.option('--class', 'class_idx', type=click.IntRange(min=0), help='Generator: class index [default: a random class per seed]'),
         click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True, help='Generator: per-pixel noise'),
         click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=32, show_default=True, help='Images per batch'),
+        click.option('--workers', type=click.IntRange(min=0), default=2, show_default=True, help='Dataset: processes decoding images (0 = none)'),
         click.option('--device', type=click.Choice(DEVICE_CHOICES), default='auto', show_default=True, help='Where to run'),
         click.option('--trust-code', is_flag=True, help='Generator: ' + TRUST_CODE_HELP),
     ]
@@ -269,10 +271,10 @@ def source_options(func):
 
 @main.command()
 @source_options
-def stats(source, num, seed, truncation_psi, class_idx, noise_mode, batch_size, device, trust_code):
+def stats(source, num, seed, truncation_psi, class_idx, noise_mode, batch_size, workers, device, trust_code):
     """Print the mean and standard deviation of the 8-bit pixel values, for calc --mean/--std."""
     device = resolve_device(device)
-    _, _, batches = open_source(source, num, seed, batch_size, truncation_psi, class_idx, noise_mode, device, trust_code)
+    _, _, batches = open_source(source, num, seed, batch_size, workers, truncation_psi, class_idx, noise_mode, device, trust_code)
     moments = np.zeros(3)
     with torch.no_grad():
         for images in tqdm.tqdm(batches, desc='Stats', unit='batch', leave=False):
@@ -290,14 +292,14 @@ def stats(source, num, seed, truncation_psi, class_idx, noise_mode, batch_size, 
 @click.option('--beta', type=click.FloatRange(min=0), default=8, show_default=True, help='Shape parameter of the Kaiser window')
 @click.option('--mean', type=float, help='Whiten with this dataset mean (8-bit units, from `stats`) instead of per-image mean subtraction')
 @click.option('--std', type=click.FloatRange(min=0, min_open=True), help='Whiten with this dataset standard deviation (with --mean)')
-def calc(source, num, seed, truncation_psi, class_idx, noise_mode, batch_size, device, trust_code, dest, interp, beta, mean, std):
+def calc(source, num, seed, truncation_psi, class_idx, noise_mode, batch_size, workers, device, trust_code, dest, interp, beta, mean, std):
     """Compute the average power spectrum of a dataset or a generator and save it as .npz."""
     if (mean is None) != (std is None):
         raise click.BadParameter('give both --mean and --std (from: avg_spectra.py stats), or neither', param_hint='--mean')
     if os.path.isdir(dest):
         raise click.BadParameter(f'{dest} is a folder; give a file name such as spectrum.npz', param_hint='--dest')
     device = resolve_device(device)
-    height, width, batches = open_source(source, num, seed, batch_size, truncation_psi, class_idx, noise_mode, device, trust_code)
+    height, width, batches = open_source(source, num, seed, batch_size, workers, truncation_psi, class_idx, noise_mode, device, trust_code)
     accumulator = SpectrumAccumulator(height, width, interp=interp, beta=beta, subtract_mean=(mean is None), device=device)
     with torch.no_grad():
         for images in tqdm.tqdm(batches, desc='Spectra', unit='batch', leave=False):

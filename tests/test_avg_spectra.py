@@ -107,7 +107,7 @@ def test_calc_dataset_subset(tmp_path):
     (tmp_path / 'data').mkdir()
     for idx, image in enumerate(images):
         PIL.Image.fromarray(image, 'L').save(tmp_path / 'data' / f'img{idx}.png')
-    result = run(['calc', f'--source={tmp_path / "data"}', f'--dest={tmp_path / "s.npz"}', '--num=3', '--seed=4', '--interp=1'])
+    result = run(['calc', f'--source={tmp_path / "data"}', f'--dest={tmp_path / "s.npz"}', '--num=3', '--seed=4', '--interp=1', '--workers=0'])
     assert result.exit_code == 0, result.output
     chosen = np.arange(6)
     np.random.RandomState(4).shuffle(chosen)
@@ -125,10 +125,10 @@ def test_stats_and_whitened_calc(tmp_path):
     (tmp_path / 'data').mkdir()
     for idx, image in enumerate(images):
         PIL.Image.fromarray(image).save(tmp_path / 'data' / f'img{idx}.png')
-    result = run(['stats', f'--source={tmp_path / "data"}', '--batch=3'])
+    result = run(['stats', f'--source={tmp_path / "data"}', '--batch=3', '--workers=0'])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == f'--mean={images.astype(np.float64).mean():g} --std={images.astype(np.float64).std():g}'
-    result = run(['calc', f'--source={tmp_path / "data"}', f'--dest={tmp_path / "s.npz"}', '--interp=1', '--mean=100', '--std=50'])
+    result = run(['calc', f'--source={tmp_path / "data"}', f'--dest={tmp_path / "s.npz"}', '--interp=1', '--mean=100', '--std=50', '--workers=0'])
     assert result.exit_code == 0, result.output
     with np.load(tmp_path / 's.npz') as npz:
         assert int(npz['image_size']) == 16
