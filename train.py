@@ -46,7 +46,7 @@ def _metric_names():
 #----------------------------------------------------------------------------
 # Options a continued run (--resume=<run dir>) may change; every other option comes from the run.
 
-CONTINUE_OPTIONS = {'outdir', 'resume', 'kimg', 'tick', 'snap', 'metrics', 'workers', 'dry_run', 'nobench', 'allow_tf32'}
+CONTINUE_OPTIONS = {'outdir', 'resume', 'kimg', 'tick', 'snap', 'metrics', 'keep_states', 'workers', 'dry_run', 'nobench', 'allow_tf32'}
 
 def _explicit_options(ctx):
     return {name for name in ctx.params if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
@@ -66,7 +66,7 @@ def _list_classes(ctx, _param, value):
 # Required.
 @click.option('--outdir',       help='Where to make the run directory', metavar='DIR', required=True)
 @click.option('--data',         help='Training data (zip or folder)', metavar='[ZIP|DIR]')
-@click.option('--cfg',          help='Base configuration (see docs/training.md)', type=click.Choice(list(presets.configs)), default='auto', show_default=True)
+@click.option('--cfg',          help=f'Base configuration: {", ".join(presets.configs)} (see docs/training.md)', metavar='NAME', type=click.Choice(list(presets.configs)), default='auto', show_default=True)
 
 # Optional features.
 @click.option('--cond',         help='Train a class-conditional model', metavar='BOOL', type=bool, default=False, show_default=True)
@@ -111,9 +111,10 @@ def _list_classes(ctx, _param, value):
 # Misc settings.
 @click.option('--gpus',         help='Number of processes (GPUs, or CPU processes)', metavar='INT', type=click.IntRange(min=1), default=1, show_default=True)
 @click.option('--device',       help='Where to train', type=click.Choice(['auto', 'cuda', 'cpu', 'mps']), default='auto', show_default=True)
-@click.option('--metrics',      help='Metrics at snapshots, comma-separated or none', metavar='[NAME|A,B,C|none]', type=CommaSeparatedList(), default='none', show_default=True)
+@click.option('--metrics',      help='Metrics at snapshots, comma-separated or none', metavar='[NAME|A,B,C|none]', type=CommaSeparatedList(), default='fid50k_full', show_default=True)
 @click.option('--tick',         help='Progress line every this many kimg', metavar='KIMG', type=click.FloatRange(min=0, min_open=True), default=4, show_default=True)
 @click.option('--snap',         help='Snapshot every this many ticks', metavar='TICKS', type=click.IntRange(min=1), default=50, show_default=True)
+@click.option('--keep-states',  help='Newest training-state files kept, 0 = all', metavar='INT', type=click.IntRange(min=0), default=2, show_default=True)
 @click.option('--seed',         help='Random seed', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
 @click.option('--fp32',         help='Disable mixed precision', metavar='BOOL', type=bool, default=False, show_default=True)
 @click.option('--nobench',      help='Disable cuDNN benchmarking', metavar='BOOL', type=bool, default=False, show_default=True)
@@ -153,17 +154,54 @@ def main(ctx, **opts):
     if opts.dry_run:
         click.echo(json.dumps(c, indent=2))
         return
+    _check_metric_detectors(c.metrics)
+    command = dict(options={name: value for name, value in opts.items() if name != 'dry_run'}, explicit=sorted(explicit))
     if torchrun is None:
-        run_dir = launch.make_run_dir(opts.outdir, desc, c, run_dir)
-        launch.launch_training(c, run_dir)
+        lock = _claim_run_dir(opts.outdir, desc, c, run_dir, command)
+        try:
+            launch.launch_training(c, lock.run_dir)
+        finally:
+            lock.release()
         return
 
     # Under torchrun every process runs this script; rank 0 decides the options and the run directory.
     rank, local_rank, _world_size = launch.init_torchrun(c.device)
+    lock, error = None, None
     if rank == 0:
-        run_dir = launch.make_run_dir(opts.outdir, desc, c, run_dir)
-    c = launch.broadcast_object(c if rank == 0 else None, rank)
-    launch.run_torchrun_rank(c, rank, local_rank)
+        try:
+            lock = _claim_run_dir(opts.outdir, desc, c, run_dir, command)
+        except click.ClickException as e:
+            error = e.message
+    c, error = launch.broadcast_object((c, error) if rank == 0 else None, rank)
+    try:
+        if error is not None:
+            raise click.ClickException(error)
+        launch.run_torchrun_rank(c, rank, local_rank)
+    finally:
+        if lock is not None:
+            lock.release()
+
+# The run directory, locked for this process; the first console line says when a run continues.
+def _claim_run_dir(outdir, desc, c, run_dir, command):
+    try:
+        lock = launch.make_run_dir(outdir, desc, c, run_dir, command=command)
+    except (ValueError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    if c.resume_state is not None:
+        click.echo(f'Continuing {lock.run_dir} from {os.path.basename(c.resume_state)} '
+            f'at {launch.state_nimg(c.resume_state) / 1000:g} kimg.')
+    return lock
+
+# The metrics' feature detectors, loaded before anything is written: an offline machine without them
+# stops here, not at the first snapshot.
+def _check_metric_detectors(metrics):
+    if not metrics:
+        return
+    from metrics import metric_main
+    try:
+        metric_main.load_metric_detectors(metrics)
+    except (OSError, ValueError) as e:
+        raise click.ClickException(f'--metrics={",".join(metrics)}: {e}; or pass --metrics=none to train without metrics.') from None
 
 #----------------------------------------------------------------------------
 # Options of a new run: preset, then the user's overrides, then the dataset's facts.
@@ -173,7 +211,7 @@ def resolve_options(opts, explicit):
         raise ValueError('--data is required (a dataset zip or folder; see docs/datasets.md).')
     from training import dataset as dataset_module
     data_kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=opts.data,
-        use_labels=bool(opts.cond), max_size=opts.subset, xflip=bool(opts.mirror))
+        use_labels=bool(opts.cond), max_size=opts.subset, xflip=bool(opts.mirror), random_seed=opts.seed)
     try:
         data = dnnlib.util.construct_class_by_name(**dict(data_kwargs, use_labels=False))
     except dataset_module.DatasetError as e:
@@ -196,6 +234,7 @@ def resolve_options(opts, explicit):
     c.random_seed = opts.seed
     c.kimg_per_tick = opts.tick
     c.image_snapshot_ticks = c.network_snapshot_ticks = opts.snap
+    c.keep_states = opts.keep_states
     c.metrics = _check_metrics(opts.metrics)
     c.cudnn_benchmark = not opts.nobench
     c.allow_tf32 = bool(opts.allow_tf32)
@@ -292,10 +331,7 @@ def continue_run(opts, explicit):
     options_path = os.path.join(run_dir, 'training_options.json')
     if not os.path.isfile(options_path):
         raise ValueError(f'--resume: {run_dir} has no training_options.json; is it a run directory?')
-    fixed = sorted(explicit - CONTINUE_OPTIONS)
-    if fixed:
-        raise ValueError(f'--{fixed[0].replace("_", "-")} cannot change when continuing {run_dir}; '
-            f'only {", ".join("--" + o.replace("_", "-") for o in sorted(CONTINUE_OPTIONS - {"outdir", "resume", "dry_run"}))} can.')
+    _check_unchanged(opts, explicit, run_dir)
     with open(options_path) as f:
         c = _upgrade_options(json.load(f, object_hook=dnnlib.EasyDict))
     state = launch.latest_training_state(run_dir)
@@ -315,6 +351,22 @@ def continue_run(opts, explicit):
     if 'allow_tf32' in explicit:
         c.allow_tf32 = bool(opts.allow_tf32)
     return c, run_dir
+
+# The run's own options may be repeated (the original command line works); a real change is refused,
+# naming the option, its stored value and the new one. Runs without command.json refuse every one.
+def _check_unchanged(opts, explicit, run_dir):
+    changeable = ', '.join('--' + o.replace('_', '-') for o in sorted(CONTINUE_OPTIONS - {'outdir', 'resume', 'dry_run'}))
+    command = launch.read_command(run_dir)
+    for name in sorted(explicit - CONTINUE_OPTIONS):
+        flag = '--' + name.replace('_', '-')
+        if command is None:
+            raise ValueError(f'{flag} cannot change when continuing {run_dir} (it has no command.json to compare with); '
+                f'only {changeable} can.')
+        stored, new = command['options'].get(name), json.loads(json.dumps(opts[name]))
+        if stored != new:
+            show = lambda value: 'unset' if value is None else json.dumps(value)
+            raise ValueError(f'{flag} cannot change when continuing {run_dir}: stored {show(stored)}, new {show(new)}; '
+                f'only {changeable} can.')
 
 # Options written by earlier versions, in today's terms: standing statistics became a snapshot hook,
 # and StyleGAN2's constant-noise image grids a keyword of the grid call.

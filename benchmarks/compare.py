@@ -68,7 +68,7 @@ def dry_run_config(kind, datasets, fp32):
         args = [f'--data={datasets["rgb64"]}', '--cfg=auto', '--cbase=8192', '--cmax=256', f'--batch={NET_BATCH}', '--aug=noaug']
     else:
         args = [f'--data={datasets["gray32"]}', '--cfg=small', '--cond=1', '--aug=noaug', '--cmax=32', '--gamma=1']
-    args += ['--outdir=' + os.path.join(datasets['workdir'], 'runs'), '--device=cpu', '--workers=1', '--dry-run']
+    args += ['--outdir=' + os.path.join(datasets['workdir'], 'runs'), '--device=cpu', '--workers=1', '--metrics=none', '--dry-run']
     if fp32:
         args.append('--fp32=1')
     result = click.testing.CliRunner().invoke(train.main, args)

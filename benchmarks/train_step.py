@@ -73,7 +73,7 @@ def run_case(cfg, res, device, workdir):
     data = make_dataset(os.path.join(workdir, f'data{res}'), res)
     batch = CASE_BATCH[cfg]
     args = [f'--outdir={workdir}', f'--data={data}', f'--cfg={cfg}', f'--device={device}', f'--batch={batch}',
-        '--workers=1', '--dry-run']
+        '--workers=1', '--metrics=none', '--dry-run']
     result = click.testing.CliRunner().invoke(train.main, args)
     if result.exit_code != 0:
         raise RuntimeError(result.output)

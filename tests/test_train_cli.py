@@ -197,8 +197,8 @@ def assert_error(result, *fragments):
     (['--p=0.3'], ['--p applies only with --aug=fixed']),
     (['--aug=fixed'], ['--aug=fixed needs --p']),
     (['--resume=/nonexistent/network.pkl'], ['/nonexistent/network.pkl is neither']),
-    (['--cfg=biggan', '--cbase=1024'], ['--cbase applies to the StyleGAN2 configs', '--ch']),
-    (['--cfg=biggan32', '--map=2'], ['--map applies to the StyleGAN2 configs']),
+    (['--cfg=biggan', '--cbase=1024'], ['--cbase applies to the StyleGAN2', '--ch']),
+    (['--cfg=biggan32', '--map=2'], ['--map applies to the StyleGAN2']),
     (['--cfg=small', '--ch=8'], ['--ch applies to the BigGAN configs']),
 ])
 def test_bad_option(tmp_path, data, extra, fragments):
@@ -243,5 +243,37 @@ def test_old_options_upgrade():
     assert c.snapshot_hooks == [dict(func_name='training.networks_biggan.accumulate_standing_stats', num_batches=16)]
     c = train._upgrade_options(dnnlib.EasyDict(standing_stats_batches=0, G_kwargs=dict(class_name='training.networks.Generator')))
     assert c.snapshot_hooks == [] and c.image_grid_kwargs == dict(noise_mode='const')
+
+#----------------------------------------------------------------------------
+# --subset draws its images with --seed (the ADA paper's limited-data protocol): other seeds, other subsets.
+def test_subset_drawn_with_seed(tmp_path, data):
+    def subset(seed):
+        c = dry_run([f'--outdir={tmp_path}', f'--data={data}', '--cfg=small', '--device=cpu', '--subset=4', f'--seed={seed}'])
+        dataset = dnnlib.util.construct_class_by_name(**c.training_set_kwargs)
+        return tuple(sorted(dataset.get_details(i).raw_idx for i in range(len(dataset))))
+    subsets = [subset(seed) for seed in range(4)]
+    assert all(len(s) == 4 for s in subsets) and subset(2) == subsets[2]
+    assert len(set(subsets)) > 1
+
+# Defaults as in the original: fid50k_full at each snapshot; the newest 2 training states kept.
+def test_metrics_and_state_defaults(tmp_path, data):
+    c = dry_run([f'--outdir={tmp_path}', f'--data={data}', '--cfg=small', '--device=cpu'])
+    assert c.metrics == ['fid50k_full'] and c.keep_states == 2
+    c = dry_run([f'--outdir={tmp_path}', f'--data={data}', '--cfg=small', '--device=cpu', '--metrics=none', '--keep-states=0'])
+    assert c.metrics == [] and c.keep_states == 0
+
+# An offline machine without the metric's detector stops at once, with one line, before anything is written.
+def test_missing_detector_stops_at_start(tmp_path, data, monkeypatch):
+    from metrics import metric_utils
+    monkeypatch.setenv('DNNLIB_DETECTOR_DIR', str(tmp_path / 'detectors'))
+    monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path / 'cache'))
+    def offline(*args, **kwargs):
+        raise OSError('network is unreachable')
+    monkeypatch.setattr(dnnlib.util, '_download', offline)
+    metric_utils.clear_feature_detector_cache()
+    outdir = tmp_path / 'runs'
+    result = invoke([f'--outdir={outdir}', f'--data={data}', '--cfg=small', '--device=cpu', '--kimg=0', '--workers=0'])
+    assert_error(result, '--metrics=fid50k_full', 'inception-2015-12-05.pt', str(tmp_path / 'detectors'), '--metrics=none')
+    assert not os.path.exists(outdir)
 
 #----------------------------------------------------------------------------

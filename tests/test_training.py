@@ -1,14 +1,18 @@
 # Tiny end-to-end training runs on the CPU: the run directory, exact resume (split runs, interrupted
 # runs, kill -9), transfer learning from a pickle, NaN stops, several processes, BigGAN.
 
+import copy
 import glob
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import types
 
+import click.testing
 import numpy as np
 import PIL.Image
 import pytest
@@ -17,13 +21,18 @@ import torch
 import dnnlib
 import legacy
 import train
+from torch_utils import training_stats
 from training import launch
+from training import loss as loss_module
+from training import step_timer
+from training import training_loop
 from training import training_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Tiny StyleGAN2 networks at 16x16 with 4-image batches.
-TINY = ['--cfg=small', '--device=cpu', '--batch=4', '--workers=0', '--cbase=256', '--cmax=16', '--map=1', '--tick=0.004', '--snap=1']
+TINY = ['--cfg=small', '--device=cpu', '--batch=4', '--workers=0', '--cbase=256', '--cmax=16', '--map=1', '--tick=0.004', '--snap=1',
+    '--metrics=none']
 
 #----------------------------------------------------------------------------
 # A folder of random PNGs with class labels in dataset.json.
@@ -77,9 +86,12 @@ def copy_options(c):
 # Launch a run from resolved options, as train.py does; abort_fn can stop it early.
 def launch_options(c, outdir, abort_fn=None, run_dir=None):
     c = copy_options(c)
-    run_dir = launch.make_run_dir(outdir, 'test', c, run_dir)
-    launch.launch_training(dnnlib.EasyDict(c, abort_fn=abort_fn), run_dir)
-    return run_dir
+    lock = launch.make_run_dir(outdir, 'test', c, run_dir)
+    try:
+        launch.launch_training(dnnlib.EasyDict(c, abort_fn=abort_fn), lock.run_dir)
+    finally:
+        lock.release()
+    return lock.run_dir
 
 # The latest training state of a run directory.
 def final_state(run_dir):
@@ -138,7 +150,7 @@ def test_failing_metric_is_logged_and_training_continues(tmp_path, data16, monke
     (detectors / 'inception-2015-12-05.pt').write_bytes(b'not a torchscript file')
     monkeypatch.setenv('DNNLIB_DETECTOR_DIR', str(detectors))
     monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path / 'cache'))
-    (run_dir,) = run_main([f'--outdir={tmp_path / "runs"}', f'--data={data16}', '--kimg=0.008', '--metrics=fid50k_full'] + TINY)
+    (run_dir,) = run_main([f'--outdir={tmp_path / "runs"}', f'--data={data16}', '--kimg=0.008'] + TINY + ['--metrics=fid50k_full'])
     with open(os.path.join(run_dir, 'log.txt')) as f:
         log = f.read()
     assert 'Metric fid50k_full failed' in log and 'Exiting' in log
@@ -191,13 +203,16 @@ def test_interrupted_run_continues(tmp_path, straight_run):
 
 # train.py itself looks for the unfinished run: re-running the same command resumes it.
 @pytest.mark.slow
-def test_same_command_resumes(tmp_path, data16):
+def test_same_command_resumes(tmp_path, data16, capsys):
     args = [f'--outdir={tmp_path}', f'--data={data16}', '--kimg=0.012'] + TINY
     c = dry_run_options(args)
     assert c.resume_state is None
     run_dir = launch_options(c, tmp_path, abort_fn=lambda: True)
     assert dry_run_options(args).resume_state == launch.latest_training_state(run_dir)
+    capsys.readouterr()
     assert run_main(args) == [run_dir]
+    first_line = [line for line in capsys.readouterr().out.splitlines() if line.strip()][0]
+    assert first_line == f'Continuing {run_dir} from training-state-000000.pt at 0.004 kimg.'
     assert final_state(run_dir)['cur_nimg'] == 12
 
 #----------------------------------------------------------------------------
@@ -296,7 +311,7 @@ def test_torchrun(tmp_path, data16):
         f'--data={data16}', '--kimg=0.008'] + TINY, module='torch.distributed.run')
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (run_dir,) = run_dirs(tmp_path)
-    assert sorted(os.listdir(run_dir)) == sorted(['training_options.json', 'log.txt', 'stats.jsonl', 'reals.png',
+    assert sorted(os.listdir(run_dir)) == sorted(['training_options.json', 'command.json', 'log.txt', 'stats.jsonl', 'reals.png',
         'fakes_init.png', 'fakes000000.png', 'network-snapshot-000000.pkl', 'training-state-000000.pt'])
     with open(os.path.join(run_dir, 'stats.jsonl')) as f:
         assert len(f.readlines()) == 2 # One line per tick, not per rank.
@@ -315,7 +330,7 @@ def test_torchrun(tmp_path, data16):
 def biggan_run(tmp_path_factory, data16):
     outdir = tmp_path_factory.mktemp('biggan')
     (run_dir,) = run_main([f'--outdir={outdir}', f'--data={data16}', '--cond=1', '--cfg=biggan32', '--ch=4',
-        '--device=cpu', '--batch=4', '--workers=0', '--kimg=0.012', '--tick=0.004', '--snap=1'])
+        '--device=cpu', '--batch=4', '--workers=0', '--kimg=0.012', '--tick=0.004', '--snap=1', '--metrics=none'])
     return run_dir
 
 @pytest.mark.slow
@@ -354,5 +369,164 @@ def test_biggan_generate(tmp_path, biggan_run):
     a = np.asarray(PIL.Image.open(os.path.join(tmp_path, 'seed0000.png')), dtype=np.float32)
     b = np.asarray(PIL.Image.open(os.path.join(tmp_path, 'other', 'seed0000.png')), dtype=np.float32)
     assert np.abs(a - b).mean() > 0.5
+
+#----------------------------------------------------------------------------
+# Gradients are cleaned before every optimizer step, as in the original: NaN -> 0, +-Inf -> +-1e5,
+# and the non-finite elements are counted.
+
+def test_clean_gradients():
+    module = torch.nn.Linear(3, 2)
+    module.weight.grad = torch.tensor([[1.0, float('nan'), float('inf')], [-float('inf'), 2.0, 3.0]])
+    module.bias.grad = torch.tensor([float('nan'), 0.5])
+    assert int(training_loop._clean_and_sync_gradients(module, num_gpus=1)) == 4
+    assert module.weight.grad.tolist() == [[1, 0, 1e5], [-1e5, 2, 3]] and module.bias.grad.tolist() == [0, 0.5]
+
+# One overflow in an R1 backward (an Inf and a NaN in D's gradient) leaves the weights finite and is reported.
+@pytest.mark.slow
+def test_overflowing_gradient_does_not_poison_weights(tmp_path, data16, monkeypatch):
+    accumulate = loss_module.StyleGAN2Loss.accumulate_gradients
+    def overflowing(self, phase, **kwargs):
+        value = accumulate(self, phase=phase, **kwargs)
+        if phase == 'Dreg':
+            grad = next(self.D.parameters()).grad.view(-1)
+            grad[0], grad[1] = float('inf'), float('nan')
+        return value
+    monkeypatch.setattr(loss_module.StyleGAN2Loss, 'accumulate_gradients', overflowing)
+    (run_dir,) = run_main([f'--outdir={tmp_path}', f'--data={data16}', '--kimg=0.008', '--gamma=1'] + TINY)
+    state = final_state(run_dir)
+    assert state['cur_nimg'] == 8
+    assert all(torch.isfinite(value).all() for value in state['D'].values() if value.is_floating_point())
+    with open(os.path.join(run_dir, 'stats.jsonl')) as f:
+        first = json.loads(f.readline())
+    assert first['Gradients/Dreg/nonfinite']['mean'] == 2 and first['Gradients/Dmain/nonfinite']['mean'] == 0
+
+#----------------------------------------------------------------------------
+# Disk stays bounded: the newest `keep` training-state files stay; the state restores what was saved.
+
+def test_keep_newest_training_states(tmp_path):
+    torch.manual_seed(0)
+    G, D = torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)
+    loss = loss_module.HingeLoss('cpu', G, D)
+    run = training_state.RunState(G, D, copy.deepcopy(G), None, loss, dict(G=torch.optim.Adam(G.parameters()), D=torch.optim.Adam(D.parameters())))
+    rng = training_state.capture_rng_state(torch.device('cpu'))
+    for kimg in range(5):
+        run.cur_nimg, run.batch_idx = kimg * 1000 + 8, kimg
+        loss.real_sign_stats.fill_(kimg)
+        run.save(str(tmp_path / training_state.state_file_name(run.cur_nimg)), rng, keep=2)
+    assert sorted(os.listdir(tmp_path)) == ['training-state-000003.pt', 'training-state-000004.pt']
+    other = training_state.RunState(G, D, copy.deepcopy(G), None, loss_module.HingeLoss('cpu', G, D), run.optimizers)
+    other.load(launch.latest_training_state(str(tmp_path)))
+    assert (other.cur_nimg, other.cur_tick, other.batch_idx) == (4008, 1, 4) and other.loss.real_sign_stats.tolist() == [4, 4]
+    run.save(str(tmp_path / 'training-state-000009.pt'), rng, keep=None)
+    assert len(os.listdir(tmp_path)) == 3
+
+#----------------------------------------------------------------------------
+# --resume=<run dir> with the original command line continues; a real change is refused, naming the
+# option and both values; a run directory in use by a live process is refused with one line.
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith('Error: '), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+@pytest.mark.slow
+def test_continue_with_original_command(tmp_path, data16, capsys):
+    args = [f'--outdir={tmp_path}', f'--data={data16}', '--cond=1', '--gamma=1'] + TINY
+    (run_dir,) = run_main(args + ['--kimg=0.004'])
+    capsys.readouterr()
+    assert run_main(args + [f'--resume={run_dir}', '--kimg=0.008']) == [run_dir]
+    first_line = [line for line in capsys.readouterr().out.splitlines() if line.strip()][0]
+    assert first_line == f'Continuing {run_dir} from training-state-000000.pt at 0.004 kimg.'
+    assert final_state(run_dir)['cur_nimg'] == 8
+    runner = click.testing.CliRunner()
+    result = runner.invoke(train.main, args + [f'--resume={run_dir}', '--gamma=3'])
+    assert_one_line_error(result, '--gamma cannot change', 'stored 1.0, new 3.0', '--kimg')
+    result = runner.invoke(train.main, args + [f'--resume={run_dir}', '--cfg=auto'])
+    assert_one_line_error(result, '--cfg cannot change', 'stored "small", new "auto"')
+    lock = launch.RunDirLock(run_dir) # This live process holds the run.
+    try:
+        result = runner.invoke(train.main, args + [f'--resume={run_dir}', '--kimg=0.012'])
+        assert_one_line_error(result, f'{run_dir} is in use by process {os.getpid()}')
+    finally:
+        lock.release()
+    assert final_state(run_dir)['cur_nimg'] == 8 and not os.path.exists(lock.path)
+
+def test_run_directory_lock(tmp_path):
+    lock = launch.make_run_dir(str(tmp_path), 'x', dnnlib.EasyDict())
+    with open(lock.path) as f:
+        assert f.read().split() == [str(os.getpid()), socket.gethostname()]
+    with pytest.raises(ValueError, match=f'is in use by process {os.getpid()} on'):
+        launch.make_run_dir(str(tmp_path), 'x', dnnlib.EasyDict(), lock.run_dir)
+    lock.release()
+    assert not os.path.exists(lock.path)
+    # The lock of a process that is gone (killed) is taken over.
+    dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True).stdout.strip()
+    with open(lock.path, 'w') as f:
+        f.write(f'{dead} {socket.gethostname()}\n')
+    again = launch.make_run_dir(str(tmp_path), 'x', dnnlib.EasyDict(), lock.run_dir)
+    with open(again.path) as f:
+        assert f.read().split()[0] == str(os.getpid())
+    again.release()
+    assert sorted(os.listdir(lock.run_dir)) == ['training_options.json']
+
+#----------------------------------------------------------------------------
+# Monitoring: per-phase timing, data and augment time, total hours/days, and metric results as
+# Metrics/<name> in stats.jsonl and TensorBoard (a stand-in metric: the real ones need the detectors).
+
+class _FakeSummaryWriter:
+    scalars = []
+    def __init__(self, log_dir):
+        self.log_dir = log_dir
+    def add_scalar(self, name, value, global_step, walltime):
+        self.scalars.append((name, value, global_step))
+    def flush(self):
+        pass
+    def close(self):
+        pass
+
+@pytest.mark.slow
+def test_monitoring_statistics(tmp_path, data16, monkeypatch):
+    from metrics import metric_main
+    monkeypatch.setattr(metric_main, 'load_metric_detectors', lambda *args, **kwargs: None)
+    monkeypatch.setattr(metric_main, 'calc_metric', lambda metric, **kwargs: dnnlib.EasyDict(metric=metric,
+        results=dnnlib.EasyDict(fid50k_full=12.5), total_time=0, total_time_str='0s', num_gpus=1))
+    fake_tensorboard = types.ModuleType('torch.utils.tensorboard')
+    fake_tensorboard.SummaryWriter = _FakeSummaryWriter
+    monkeypatch.setitem(sys.modules, 'torch.utils.tensorboard', fake_tensorboard)
+    monkeypatch.setattr(torch.utils, 'tensorboard', fake_tensorboard, raising=False)
+    _FakeSummaryWriter.scalars.clear()
+    (run_dir,) = run_main([f'--outdir={tmp_path}', f'--data={data16}', '--kimg=0.008', '--aug=fixed', '--p=0.5'] + TINY +
+        ['--metrics=fid50k_full'])
+    with open(os.path.join(run_dir, 'stats.jsonl')) as f:
+        first, last = [json.loads(line) for line in f]
+    for name in ('Gmain', 'Greg', 'Dmain', 'Dreg', 'data', 'augment'):
+        assert first[f'Timing/{name}']['num'] == 1 and first[f'Timing/{name}']['mean'] > 0, name
+    assert last['Timing/augment']['mean'] < last['Timing/Dmain']['mean'] # Augmentation is part of D's phase.
+    assert last['Timing/total_days']['mean'] == pytest.approx(last['Timing/total_hours']['mean'] / 24)
+    assert last['Metrics/fid50k_full'] == dict(num=1, mean=12.5, std=0)
+    assert ('Metrics/fid50k_full', 12.5, 0) in _FakeSummaryWriter.scalars
+    assert any(name == 'Timing/data' for name, _value, _step in _FakeSummaryWriter.scalars)
+
+# StepTimer: seconds per step, summed over a name's calls within one step; TimedCall passes attributes through.
+def test_step_timer(monkeypatch):
+    clock = iter([0.0, 1.0, 1.0, 1.5, 2.0, 4.0])
+    monkeypatch.setattr(step_timer.time, 'perf_counter', lambda: next(clock))
+    collector = training_stats.Collector(regex='Timing/test_part')
+    timer = step_timer.StepTimer('cpu')
+    timed = step_timer.TimedCall(lambda x: x + 1, timer, 'test_part')
+    timed.extra = None # Set on the wrapper itself.
+    assert timed(1) == 2
+    with timer('test_part'):
+        pass
+    timer.next_step()
+    with timer('test_part'):
+        pass
+    timer.report()
+    collector.update()
+    assert collector.num('Timing/test_part') == 2 and collector.mean('Timing/test_part') == 1.75
+    pipe = torch.nn.Linear(1, 1)
+    assert step_timer.TimedCall(pipe, timer, 'augment').weight is pipe.weight
 
 #----------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 # Starting a training run: devices, run directories, and the processes (one, spawned, or torchrun's).
 
-import glob
 import json
 import os
 import pickle
 import re
+import socket
 import sys
 import tempfile
 
@@ -52,7 +52,8 @@ def _run_dirs(outdir):
 
 def latest_training_state(run_dir):
     """Path of the newest training-state-NNNNNN.pt in run_dir, or None."""
-    states = sorted(glob.glob(os.path.join(run_dir, 'training-state-[0-9]*.pt')))
+    from training import training_state
+    states = training_state.list_state_files(run_dir)
     return states[-1] if states else None
 
 def _comparable(c):
@@ -74,13 +75,13 @@ def find_unfinished_run(outdir, c):
         state = latest_training_state(run_dir)
         if state is None or _comparable(old) != _comparable(c):
             continue
-        if _state_nimg(state) < round(c.total_kimg * 1000):
+        if state_nimg(state) < round(c.total_kimg * 1000):
             c.resume_state = state
             return run_dir
     return None
 
 # cur_nimg of a training-state file; memory-mapped, so the weights are not read. Unreadable = 0.
-def _state_nimg(path):
+def state_nimg(path):
     try:
         return int(torch.load(path, map_location='cpu', weights_only=True, mmap=True)['cur_nimg'])
     except (OSError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError):
@@ -88,27 +89,100 @@ def _state_nimg(path):
 
 def remove_partial_files(run_dir):
     """Delete the temporary files of writes that a killed run left unfinished (never a complete file)."""
-    for path in glob.glob(os.path.join(run_dir, '.*.tmp')) + glob.glob(os.path.join(run_dir, '*.tmp')) + \
-            glob.glob(os.path.join(run_dir, '*.tmp.png')):
-        os.remove(path)
+    for name in os.listdir(run_dir):
+        if name.endswith('.tmp') or name.endswith('.tmp.png'):
+            os.remove(os.path.join(run_dir, name))
 
-def _write_json_atomic(path, obj):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
-    with os.fdopen(fd, 'w') as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-def make_run_dir(outdir, desc, c, run_dir=None):
-    """Create the next numbered run directory (or reuse run_dir) and write training_options.json."""
-    if run_dir is None:
+def make_run_dir(outdir, desc, c, run_dir=None, command=None):
+    """Create the next numbered run directory (or reuse run_dir), take its lock (RunDirLock), and write
+    training_options.json (and command.json, train.py's own options, for a new run). Returns the lock."""
+    new = run_dir is None
+    if new:
         ids = [int(re.match(r'^(\d+)', d).group(1)) for d in _run_dirs(outdir)]
         run_dir = os.path.join(outdir, f'{max(ids, default=-1) + 1:05d}-{desc}')
         os.makedirs(run_dir)
-    else:
-        remove_partial_files(run_dir)
+    lock = RunDirLock(run_dir)
+    remove_partial_files(run_dir)
     c.run_dir = run_dir
-    _write_json_atomic(os.path.join(run_dir, 'training_options.json'), c)
-    return run_dir
+    with dnnlib.util.atomic_write(os.path.join(run_dir, 'training_options.json'), 'w') as f:
+        json.dump(c, f, indent=2)
+    if new and command is not None:
+        with dnnlib.util.atomic_write(os.path.join(run_dir, 'command.json'), 'w') as f:
+            json.dump(command, f, indent=2)
+    return lock
+
+def read_command(run_dir):
+    """train.py's options of the run (command.json), or None for runs started before it was written."""
+    try:
+        with open(os.path.join(run_dir, 'command.json')) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+#----------------------------------------------------------------------------
+# One process trains in a run directory at a time: <run_dir>/run.lock holds the owner's pid and host
+# while it runs. A lock whose process is gone (killed) is taken over; a live owner is an error.
+
+class RunDirLock:
+    def __init__(self, run_dir):
+        self.run_dir = run_dir
+        self.path = os.path.join(run_dir, 'run.lock')
+        self.owner = f'{os.getpid()} {socket.gethostname()}'
+        for _attempt in range(3):
+            if self._try_create():
+                return
+            pid, host = self._read_owner()
+            if host == socket.gethostname() and pid is not None and not _process_alive(pid):
+                _remove_if_exists(self.path) # Stale: its process was killed.
+                continue
+            raise ValueError(f'{run_dir} is in use by process {pid} on {host} ({self.path}); '
+                'wait for it to finish, or stop it; delete the lock file only if that process is gone.')
+        raise ValueError(f'Cannot take the lock {self.path}; another process keeps taking it.')
+
+    # Create the lock file with its content in one step (link fails if it exists).
+    def _try_create(self):
+        fd, tmp = tempfile.mkstemp(dir=self.run_dir, prefix='.run.lock.', suffix='.tmp')
+        try:
+            with os.fdopen(fd, 'w') as f:
+                f.write(self.owner + '\n')
+            os.link(tmp, self.path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.remove(tmp)
+
+    def _read_owner(self):
+        try:
+            with open(self.path) as f:
+                pid, host = f.read().split()
+            return int(pid), host
+        except (OSError, ValueError):
+            return None, 'an unknown host'
+
+    def release(self):
+        """Remove the lock if this process still holds it."""
+        try:
+            with open(self.path) as f:
+                if f.read().strip() == self.owner:
+                    os.remove(self.path)
+        except FileNotFoundError:
+            pass
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True # Someone else's process.
+    return True
+
+def _remove_if_exists(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 def print_summary(c, run_dir):
     print()
