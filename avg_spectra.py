@@ -261,7 +261,7 @@ def source_options(func):
         click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=32, show_default=True, help='Images per batch'),
         click.option('--workers', type=click.IntRange(min=0), default=2, show_default=True, help='Dataset: processes decoding images (0 = none)'),
         click.option('--device', type=click.Choice(DEVICE_CHOICES), default='auto', show_default=True, help='Where to run'),
-        click.option('--trust-code', is_flag=True, help='Generator: l' + TRUST_CODE_HELP[1:]),
+        click.option('--trust-code', is_flag=True, help='Generator: ' + TRUST_CODE_HELP[:1].lower() + TRUST_CODE_HELP[1:]),
     ]
     for option in reversed(options):
         func = option(func)
