@@ -108,7 +108,8 @@ def check_dataset(dataset_kwargs, G):
 @click.option('--detector-dir', help=f'Folder holding the detector files (sets ${metric_utils.DETECTOR_DIR_ENV})', metavar='DIR')
 @click.option('--detector', help='TorchScript feature network of the *_custom metrics (sets $DNNLIB_CUSTOM_DETECTOR)', metavar='PATH')
 @click.option('--max-items', help='Cap every item count (quick looks and tests only: numbers are not comparable to published ones)', type=click.IntRange(min=1), metavar='INT')
-def calc_metrics(ctx, network_pkl, metrics, data, mirror, num_gpus, device, verbose, detector_dir, detector, max_items):
+@click.option('--trust-code', help='Load a pickle by running the code stored in it (only for files from authors you trust; see docs/pickles.md)', is_flag=True)
+def calc_metrics(ctx, network_pkl, metrics, data, mirror, num_gpus, device, verbose, detector_dir, detector, max_items, trust_code):
     """Calculate quality metrics of a trained network.
 
     \b
@@ -147,7 +148,7 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, num_gpus, device, verb
     if verbose:
         print(f'Loading network from "{network_pkl}"...')
     try:
-        network_dict = legacy.load_network_pkl(network_pkl)
+        network_dict = legacy.load_network_pkl(network_pkl, trust_code=trust_code, log=print if verbose else None)
     except (legacy.NetworkLoadError, OSError) as err:
         raise click.ClickException(str(err)) from err
     args.G = network_dict['G_ema']

@@ -428,3 +428,18 @@ def test_projector_refuses_changed_source(tmp_path):
     assert result.exit_code == 1 and 'matches no release' in result.output and not marker.exists()
 
 #----------------------------------------------------------------------------
+# calc_metrics.py: a changed source is refused before anything is computed; --trust-code loads it.
+
+def test_calc_metrics_trust_code(tmp_path):
+    from click.testing import CliRunner # pylint: disable=import-outside-toplevel
+    import calc_metrics # pylint: disable=import-outside-toplevel
+    marker = tmp_path / 'marker'
+    dump_edited(tmp_path / 'changed.pkl', make_networks(), with_marker(marker))
+    args = [f'--network={tmp_path / "changed.pkl"}', '--metrics=fid50k_full', f'--data={tmp_path / "missing.zip"}', '--device=cpu']
+    result = CliRunner().invoke(calc_metrics.calc_metrics, args)
+    assert result.exit_code == 1 and 'matches no release' in result.output and not marker.exists()
+    result = CliRunner().invoke(calc_metrics.calc_metrics, [*args, '--trust-code'])
+    assert marker.exists() and 'ran the code stored in the file' in result.output # Then stops at the missing dataset.
+    assert result.exit_code != 0 and 'missing.zip' in result.output
+
+#----------------------------------------------------------------------------
