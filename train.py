@@ -23,6 +23,7 @@ import click
 import dnnlib
 from training import augment
 from training import launch
+from training import network_files
 from training import presets
 from training import presets_biggan
 
@@ -46,7 +47,7 @@ def _metric_names():
 #----------------------------------------------------------------------------
 # Options a continued run (--resume=<run dir>) may change; every other option comes from the run.
 
-CONTINUE_OPTIONS = {'outdir', 'resume', 'kimg', 'tick', 'snap', 'metrics', 'keep_states', 'workers', 'dry_run', 'nobench', 'allow_tf32'}
+CONTINUE_OPTIONS = {'outdir', 'resume', 'kimg', 'tick', 'snap', 'metrics', 'keep_states', 'workers', 'dry_run', 'nobench', 'allow_tf32', 'trust_code'}
 
 def _explicit_options(ctx):
     return {name for name in ctx.params if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
@@ -77,6 +78,7 @@ def _list_classes(ctx, _param, value):
 @click.option('--target',       help='ADA target value for --aug=ada', metavar='FLOAT', type=click.FloatRange(min=0, max=1), default=0.6, show_default=True)
 @click.option('--augpipe',      help='Augmentation pipeline (see docs/augment.md)', type=click.Choice(list(augment.augpipe_specs)), default='bgc', show_default=True)
 @click.option('--resume',       help='Run directory to continue, or network (pkl, safetensors, URL) to start from', metavar='[DIR|PKL|URL]')
+@click.option('--trust-code',   help='--resume=PKL: load it by running the code stored in it (only for files you trust; see docs/pickles.md)', is_flag=True)
 
 # Misc hyperparameters (default: from --cfg).
 @click.option('--batch',        help='Total batch size', metavar='INT', type=click.IntRange(min=1))
@@ -320,6 +322,11 @@ def _apply_resume_pkl(c, opts):
     if not dnnlib.util.is_url(opts.resume) and not os.path.isfile(opts.resume):
         raise ValueError(f'--resume: {opts.resume} is neither a run directory, a network file nor a URL.')
     c.resume_pkl = opts.resume
+    c.resume_trust_code = opts.trust_code
+    try: # Refused or broken files stop here, before a run directory exists.
+        network_files.load_network_pkl(opts.resume, trust_code=opts.trust_code)
+    except network_files.NetworkLoadError as err:
+        raise ValueError(f'--resume: {err}') from None
     c.ada_kimg = 100
     c.ema_rampup = None
 

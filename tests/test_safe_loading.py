@@ -443,3 +443,27 @@ def test_calc_metrics_trust_code(tmp_path):
     assert result.exit_code != 0 and 'missing.zip' in result.output
 
 #----------------------------------------------------------------------------
+# train.py --resume=<pkl>: a changed source stops the command before a run directory exists;
+# with --trust-code the config says so and the loop loads it by running its code.
+
+def test_train_resume_trust_code(tmp_path):
+    import train # pylint: disable=import-outside-toplevel
+    from click.testing import CliRunner # pylint: disable=import-outside-toplevel
+    marker = tmp_path / 'marker'
+    dump_edited(tmp_path / 'changed.pkl', make_networks(), with_marker(marker))
+    data = tmp_path / 'data'
+    data.mkdir()
+    import numpy as np # pylint: disable=import-outside-toplevel
+    import PIL.Image # pylint: disable=import-outside-toplevel
+    for idx in range(4):
+        PIL.Image.fromarray(np.full([16, 16, 3], idx * 40, dtype=np.uint8)).save(data / f'{idx}.png')
+    args = [f'--outdir={tmp_path / "runs"}', f'--data={data}', '--cfg=small', '--device=cpu', '--metrics=none', '--dry-run',
+        f'--resume={tmp_path / "changed.pkl"}']
+    result = CliRunner().invoke(train.main, args)
+    assert result.exit_code == 1 and 'matches no release' in result.output and '--trust-code' in result.output
+    assert not marker.exists() and not (tmp_path / 'runs').exists()
+    result = CliRunner().invoke(train.main, [*args, '--trust-code'])
+    assert result.exit_code == 0, result.output
+    assert marker.exists() and '"resume_trust_code": true' in result.output
+
+#----------------------------------------------------------------------------
