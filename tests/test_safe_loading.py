@@ -507,3 +507,18 @@ def test_every_family_loads_safely(tmp_path, case):
         assert torch.equal(run(loaded), expected)
 
 #----------------------------------------------------------------------------
+# Files that are not a dict of networks, or nested too deeply, end in the usual one-line errors.
+
+@pytest.mark.parametrize('make,match', [
+    (lambda: make_networks()['G'], 'holds a PersistentRecord, not a dict'),
+    (lambda: [torch.zeros(2)], 'holds a list'),
+    (lambda: b'\x80\x02}X\x05\x00\x00\x00G_ema' + b']' * 100000 + b'a' * 99999 + b's.', 'not a valid network pickle'), # Nested 1e5 deep.
+], ids=['record', 'list', 'deep'])
+def test_not_a_network_dict(tmp_path, make, match):
+    path = tmp_path / 'x.pkl'
+    value = make()
+    path.write_bytes(value if isinstance(value, bytes) else pickle.dumps(value))
+    with pytest.raises(network_files.NetworkLoadError, match=match):
+        network_files.load_network_pkl(str(path))
+
+#----------------------------------------------------------------------------

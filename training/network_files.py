@@ -169,7 +169,7 @@ def _safe_unpickle(raw, name):
         raise NetworkLoadError(_TF_MESSAGE) from err
     except EOFError as err:
         raise NetworkLoadError(f'{name} is truncated (the pickle ends early: {err or "EOF"}); download or copy it again') from err
-    except (pickle.UnpicklingError, ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError, OverflowError) as err:
+    except (pickle.UnpicklingError, ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError, OverflowError, RecursionError) as err:
         raise NetworkLoadError(f'{name} is not a valid network pickle ({type(err).__name__}: {_one_line(err)})') from err
 
 def _one_line(err):

@@ -193,6 +193,8 @@ class RebuildReport:
 
 def load(raw):
     obj = _SafeUnpickler(io.BytesIO(raw)).load()
+    if isinstance(obj, (PersistentRecord, ObjectRecord)):
+        return obj, {} # Not a dict of networks: the caller says so.
     if not isinstance(obj, dict):
         return _plain(obj, 'the file'), {}
     data, recognised = {}, {}
