@@ -84,12 +84,49 @@ def real_halves(opts, detector_path):
     return features[order[:n]], features[order[n:2 * n]]
 
 #----------------------------------------------------------------------------
-# Features [n, F] (float64) of n images from opts.G, batch_size images per G call (small networks: large batches are faster).
+# One pass over n generated images serves all three metrics: the latents and labels are seeded (the same
+# for every snapshot, so a learning curve is not blurred by sampling noise), and the last pass is kept
+# for the same generator object with the same weights, network file and options.
 
-def generated_features(opts, detector_path, n, batch_size=64):
-    stats = metric_utils.compute_feature_stats_for_generator(opts, detector_path, dict(return_features=True),
-        rel_lo=0, rel_hi=1, batch_size=batch_size, batch_gen=batch_size, capture_all=True, max_items=n)
-    return stats.get_all().astype(np.float64)
+_last_pass = dict(key=None, value=None)
+
+def _module_digest(module):
+    md5 = hashlib.md5()
+    for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
+        md5.update(name.encode())
+        md5.update(tensor.detach().to('cpu', torch.float32).contiguous().numpy().tobytes())
+    return md5.hexdigest()
+
+def generated_pass(opts, detector_path, n, batch_size=64):
+    """(features [n, F] float64, correct [n] bool or None): features of n images of opts.G (batch_size
+    per G call) and, for conditional generators, whether the network classifies each as its label."""
+    key = (id(opts.G), _module_digest(opts.G), _file_md5(detector_path), n, repr(sorted(opts.G_kwargs.items())), str(opts.device),
+        opts.num_gpus, opts.rank, repr(sorted(opts.dataset_kwargs.items())))
+    if _last_pass['key'] != key:
+        _last_pass.update(key=None, value=None) # Free the old pass first.
+        _last_pass.update(key=key, value=_generate(opts, detector_path, n, batch_size))
+    return _last_pass['value']
+
+def _generate(opts, detector_path, n, batch_size):
+    G = copy.deepcopy(opts.G).eval().requires_grad_(False).to(opts.device)
+    detector = metric_utils.get_feature_detector(detector_path, device=opts.device, num_gpus=opts.num_gpus, rank=opts.rank)
+    dataset = metric_utils.construct_dataset(opts) if G.c_dim > 0 else None
+    z_gen = torch.Generator().manual_seed(opts.rank)
+    label_rnd = np.random.RandomState(opts.rank)
+    features = metric_utils.FeatureStats(capture_all=True, max_items=n)
+    correct = metric_utils.FeatureStats(capture_all=True, max_items=n)
+    progress = opts.progress.sub(tag='generator features', num_items=n)
+    with torch.no_grad():
+        while not features.is_full():
+            z = torch.randn([batch_size, G.z_dim], generator=z_gen).to(opts.device)
+            c = metric_utils.sample_labels(dataset, batch_size, G.c_dim, opts.device, label_rnd)
+            images = metric_utils.generate_images(G, z, c, opts.G_kwargs)
+            features.append_torch(metric_utils.run_detector(detector, images, return_features=True), opts.num_gpus, opts.rank)
+            if G.c_dim > 0:
+                hit = metric_utils.run_detector(detector, images).argmax(1) == c.argmax(1)
+                correct.append_torch(hit.to(torch.float32)[:, None], opts.num_gpus, opts.rank)
+            progress.update(features.num_items)
+    return features.get_all().astype(np.float64), (correct.get_all()[:, 0] > 0.5 if G.c_dim > 0 else None)
 
 #----------------------------------------------------------------------------
 # Frechet distance between Gaussians fitted (mean, population covariance) to two feature sets.
@@ -114,7 +151,7 @@ def feature_pr(ref, probe, nhood_size=3):
 def compute_fd(opts):
     path = get_detector_path()
     real_a, real_b = real_halves(opts, path)
-    gen = generated_features(opts, path, len(real_b))
+    gen, _correct = generated_pass(opts, path, len(real_b))
     if opts.rank != 0:
         return float('nan'), float('nan')
     return feature_fd(gen, real_b), feature_fd(real_a, real_b)
@@ -125,46 +162,37 @@ def compute_fd(opts):
 def compute_pr(opts, nhood_size=3):
     path = get_detector_path()
     real_a, real_b = real_halves(opts, path)
-    gen = generated_features(opts, path, len(real_b))
+    gen, _correct = generated_pass(opts, path, len(real_b))
     if opts.rank != 0:
         return (float('nan'),) * 4
     return feature_pr(real_b, gen, nhood_size) + feature_pr(real_b, real_a, nhood_size)
 
 #----------------------------------------------------------------------------
-# acc_custom: fraction of n generated images (n as above) the network classifies as the label they were
-# generated for (labels drawn from the dataset), and the same fraction for the dataset's own images.
+# acc_custom: fraction of the n generated images (the pass above) the network classifies as the label they
+# were generated for (labels drawn from the dataset), and the same fraction for the dataset's own images.
 
 def compute_acc(opts, batch_size=64):
     if opts.G is None or opts.G.c_dim == 0:
         raise ValueError('acc_custom needs a class-conditional generator (c_dim > 0)')
     path = get_detector_path()
-    detector = metric_utils.get_feature_detector(path, device=opts.device, num_gpus=opts.num_gpus, rank=opts.rank)
-    opts.dataset_kwargs.update(max_size=None, xflip=False)
     dataset = metric_utils.construct_dataset(opts)
     if getattr(dataset, 'label_dim', 0) != opts.G.c_dim:
         raise ValueError(f'acc_custom needs dataset labels of width {opts.G.c_dim} (use_labels=True): got {getattr(dataset, "label_dim", 0)}')
-    G = copy.deepcopy(opts.G).eval().requires_grad_(False).to(opts.device)
-    rnd = metric_utils.RankRandom(opts)
-    correct = torch.zeros([2], dtype=torch.float64, device=opts.device) # generated, real
-    count = torch.zeros([2], dtype=torch.float64, device=opts.device)
-    num_gen = -(-opts.cap(min(len(dataset) // 2, MAX_HALF)) // opts.num_gpus) # As many as fd_custom and pr_custom.
+    real_a, _real_b = real_halves(opts, path)
+    _features, correct = generated_pass(opts, path, len(real_a), batch_size) # Dataset options as fd_custom's.
+    opts.dataset_kwargs.update(max_size=None, xflip=False)
+    dataset = metric_utils.construct_dataset(opts)
+    detector = metric_utils.get_feature_detector(path, device=opts.device, num_gpus=opts.num_gpus, rank=opts.rank)
+    hits = torch.zeros([2], dtype=torch.float64) # correct, total (this rank's share of the dataset)
+    items = list(range(opts.rank, opts.cap(len(dataset)), opts.num_gpus))
     with torch.no_grad():
-        for start in range(0, num_gen, batch_size):
-            c = metric_utils.sample_labels(dataset, min(batch_size, num_gen - start), G.c_dim, opts.device, rnd.numpy)
-            images = metric_utils.generate_images(G, rnd.randn([len(c), G.z_dim]), c, opts.G_kwargs)
-            pred = metric_utils.run_detector(detector, images).argmax(1)
-            correct[0] += (pred == c.argmax(1)).sum()
-            count[0] += len(c)
-        real_items = list(range(opts.rank, opts.cap(len(dataset)), opts.num_gpus))
-        for start in range(0, len(real_items), batch_size):
-            images, labels = zip(*[dataset[i] for i in real_items[start:start + batch_size]])
-            pred = metric_utils.run_detector(detector, torch.from_numpy(np.stack(images)).to(opts.device)).argmax(1)
-            correct[1] += (pred.cpu() == torch.from_numpy(np.stack(labels)).argmax(1)).sum()
-            count[1] += len(labels)
+        for start in range(0, len(items), batch_size):
+            images, labels = zip(*[dataset[i] for i in items[start:start + batch_size]])
+            pred = metric_utils.run_detector(detector, torch.from_numpy(np.stack(images)).to(opts.device)).argmax(1).cpu()
+            hits += torch.tensor([float((pred == torch.from_numpy(np.stack(labels)).argmax(1)).sum()), len(labels)], dtype=torch.float64)
     if opts.num_gpus > 1:
-        torch.distributed.all_reduce(correct)
-        torch.distributed.all_reduce(count)
-    acc = (correct / count.clamp(min=1)).cpu().tolist()
-    return acc[0], acc[1]
+        hits = hits.to(opts.device)
+        torch.distributed.all_reduce(hits)
+    return float(correct.mean()), float(hits[0] / hits[1])
 
 #----------------------------------------------------------------------------

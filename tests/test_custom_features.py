@@ -131,7 +131,28 @@ def test_metrics_end_to_end(env):
     acc = metric_main.calc_metric('acc_custom', **kw, max_items=50).results
     assert acc.acc_custom == 1 and acc.acc_custom_real == 1
     liar = metric_main.calc_metric('acc_custom', **dict(kw, G=ClassG(honest=False)), max_items=200).results
-    assert 0.02 < liar.acc_custom < 0.25 # Right only when the drawn label is 3.
+    assert liar.acc_custom < 0.5 and liar.acc_custom_real == 1 # Right only when the drawn label is 3.
+
+def test_one_seeded_generation_pass_serves_all_three(env, monkeypatch):
+    class ShiftG(ClassG):
+        def __init__(self):
+            super().__init__()
+            self.shift = torch.nn.Parameter(torch.zeros([]))
+        def forward(self, z, c, **kwargs):
+            return super().forward(z, c) + self.shift
+    passes = []
+    generate = custom_features._generate
+    monkeypatch.setattr(custom_features, '_generate', lambda *args: passes.append(1) or generate(*args))
+    G = ShiftG()
+    kw = dict(G=G, dataset_kwargs=env.dataset_kwargs, device='cpu')
+    first = metric_main.calc_metric('fd_custom', **kw).results
+    assert metric_main.calc_metric('pr_custom', **kw).results and metric_main.calc_metric('acc_custom', **kw).results.acc_custom == 1
+    assert len(passes) == 1
+    custom_features._last_pass.update(key=None, value=None)
+    assert metric_main.calc_metric('fd_custom', **kw).results == first and len(passes) == 2 # Seeded: same numbers.
+    with torch.no_grad():
+        G.shift.fill_(0.5) # New weights: a new pass, other images.
+    assert metric_main.calc_metric('fd_custom', **kw).results.fd_custom != first.fd_custom and len(passes) == 3
 
 def test_cache_follows_the_detector_file(env):
     opts = metric_utils.MetricOptions(dataset_kwargs=env.dataset_kwargs)
