@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from torch_utils import custom_ops
+from torch_utils.ops import conv2d_gradfix
 
 #----------------------------------------------------------------------------
 # CUDA kernel dispatch. The plugin (upfirdn2d.cpp/.cu/.h) is built by custom_ops at the
@@ -251,19 +252,9 @@ def _memory_format(x):
     return torch.contiguous_format
 
 #----------------------------------------------------------------------------
-# Zero-stuffs x (up-1 zeros after each pixel) into a zero frame that already holds the
-# positive padding, then crops the negative padding.
-
-def _upsample_and_pad(x, upx, upy, px0, px1, py0, py1):
-    n, c, h, w = x.shape
-    top, left = max(py0, 0), max(px0, 0)
-    shape = [n, c, h * upy + top + max(py1, 0), w * upx + left + max(px1, 0)]
-    z = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x)).zero_()
-    z[:, :, top : top + h * upy : upy, left : left + w * upx : upx] = x
-    return _pad_or_crop(z, min(px0, 0), min(px1, 0), min(py0, 0), min(py1, 0))
-
-#----------------------------------------------------------------------------
 # One depthwise up/pad/correlate/down pass with a 2-D kernel g [kh, kw] (already flipped).
+# The convolutions go through conv2d_gradfix, whose backward passes are convolutions of the
+# same kind: torch's own double backward of a grouped convolution loops over the groups.
 
 def _upfirdn_pass(x, g, upx, upy, downx, downy, px0, px1, py0, py1):
     num_channels = x.shape[1]
@@ -271,9 +262,29 @@ def _upfirdn_pass(x, g, upx, upy, downx, downy, px0, px1, py0, py1):
     weight = g[np.newaxis, np.newaxis].expand(num_channels, 1, kh, kw)  # [C1hw], no copy.
     if upx == 1 and upy == 1:
         x = _pad_or_crop(x, px0, px1, py0, py1)
-    else:
-        x = _upsample_and_pad(x, upx, upy, px0, px1, py0, py1)
-    return F.conv2d(x, weight, stride=(downy, downx), groups=num_channels)
+        return conv2d_gradfix.conv2d(x, weight, stride=(downy, downx), groups=num_channels)
+    memory_format = _memory_format(x)
+    y = _upsample_transposed(x, weight, upx, upy, px0, px1, py0, py1)
+    y = y[:, :, ::downy, ::downx] if downx > 1 or downy > 1 else y
+    return y.contiguous(memory_format=memory_format)  # Dense again after the crops, in x's layout.
+
+#----------------------------------------------------------------------------
+# Zero insertion + padding + correlation as a strided depthwise transposed convolution: only
+# the taps that meet non-zero pixels are multiplied. Per axis with k taps, factor s and
+# padding (p0, p1), the correlation of the zero-stuffed, padded input with g equals the
+# transposed convolution (stride s) with the flipped taps, padded by p0 - (k - 1) on the left
+# and p1 + s - k on the right (negative = cropped; an equal crop of both sides is done by the
+# transposed convolution's own `padding`).
+
+def _upsample_transposed(x, weight, upx, upy, px0, px1, py0, py1):
+    kh, kw = weight.shape[2:]
+    left, right = px0 - (kw - 1), px1 + upx - kw
+    top, bottom = py0 - (kh - 1), py1 + upy - kh
+    qx = max(0, min(-left, -right))
+    qy = max(0, min(-top, -bottom))
+    weight = weight.flip([2, 3])
+    x = conv2d_gradfix.conv_transpose2d(x, weight, stride=(upy, upx), padding=(qy, qx), groups=x.shape[1])
+    return _pad_or_crop(x, left + qx, right + qx, top + qy, bottom + qy)
 
 #----------------------------------------------------------------------------
 # Filters images with a FIR filter, keeping their size (plus the given padding).
