@@ -22,12 +22,28 @@ def normalize_2nd_moment(x, dim=1, eps=1e-8):
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
 
 #----------------------------------------------------------------------------
-# Float16 only for blocks flagged use_fp16, on CUDA (or anywhere when fp16_on_cpu is set).
+# The dtype of a block flagged use_fp16 (mixed precision), float32 for the others:
+# mixed_dtype 'float16' = float16 on CUDA (or anywhere when fp16_on_cpu is set), float32 elsewhere;
+# 'bfloat16' = bfloat16 on every device (the CPU ones with bfloat16 instructions are fast at it).
 
-def _block_dtype(use_fp16, force_fp32, fp16_on_cpu, device):
-    if use_fp16 and not force_fp32 and (device.type == 'cuda' or fp16_on_cpu):
+MIXED_DTYPES = {'float16': torch.float16, 'bfloat16': torch.bfloat16}
+
+def _block_dtype(use_fp16, force_fp32, fp16_on_cpu, device, mixed_dtype='float16'):
+    if not use_fp16 or force_fp32:
+        return torch.float32
+    if mixed_dtype == 'bfloat16':
+        return torch.bfloat16
+    if device.type == 'cuda' or fp16_on_cpu:
         return torch.float16
     return torch.float32
+
+#----------------------------------------------------------------------------
+# Checks a mixed_dtype constructor argument.
+
+def _check_mixed_dtype(mixed_dtype):
+    if mixed_dtype not in MIXED_DTYPES:
+        raise ValueError(f'mixed_dtype must be one of {", ".join(map(repr, MIXED_DTYPES))}, not {mixed_dtype!r}')
+    return mixed_dtype
 
 #----------------------------------------------------------------------------
 # Modulated convolution (StyleGAN2 paper, Eqs. 1-3): weights scaled per sample by `styles`,
@@ -59,13 +75,17 @@ def modulated_conv2d(
         weight = weight * (1 / np.sqrt(in_channels * kh * kw) / weight.norm(float('inf'), dim=[1, 2, 3], keepdim=True)) # max_Ikk
         styles = styles / styles.norm(float('inf'), dim=1, keepdim=True) # max_I
 
-    # Per-sample weights and demodulation coefficients.
+    # Per-sample weights and demodulation coefficients. Mixed precision without fusion needs only the
+    # coefficients: sum_ik (W_oik s_i)^2 = sum_i s_i^2 sum_k W_oik^2, a small matrix product instead
+    # of the [NOIkk] tensor (float32 keeps the original's formula, bit for bit).
     w = None
     dcoefs = None
-    if demodulate or fused_modconv:
+    if demodulate and not fused_modconv and x.dtype != torch.float32:
+        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt() # [NO]
+    elif demodulate or fused_modconv:
         w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1) # [NOIkk]
-    if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt() # [NO]
+        if demodulate:
+            dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt() # [NO]
     if demodulate and fused_modconv:
         w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1) # [NOIkk]
 
@@ -377,6 +397,8 @@ class ToRGBLayer(torch.nn.Module):
 
 @persistence.persistent_class
 class SynthesisBlock(torch.nn.Module):
+    mixed_dtype = 'float16' # Instances pickled before mixed_dtype existed.
+
     def __init__(self,
         in_channels,                        # Number of input channels, 0 = first block (const input).
         out_channels,                       # Number of output channels.
@@ -387,8 +409,9 @@ class SynthesisBlock(torch.nn.Module):
         architecture        = 'skip',       # Architecture: 'orig', 'skip', 'resnet'.
         resample_filter     = [1,3,3,1],    # Low-pass filter for upsampling.
         conv_clamp          = None,         # Clamp conv outputs to +-X; None = no clamping.
-        use_fp16            = False,        # Use float16 in this block (on CUDA, see fp16_on_cpu)?
-        fp16_channels_last  = False,        # Use channels_last memory format with float16?
+        use_fp16            = False,        # Use mixed precision in this block (see mixed_dtype)?
+        fp16_channels_last  = False,        # Use channels_last memory format with mixed precision?
+        mixed_dtype         = 'float16',    # Mixed-precision dtype: 'float16' (CUDA only) or 'bfloat16' (any device).
         fused_modconv_default = None,       # None = fused in eval mode for float32 or batch 1 (StyleGAN2-ADA); True, False or 'inference_only'.
         **layer_kwargs,                     # Arguments for SynthesisLayer.
     ):
@@ -403,6 +426,7 @@ class SynthesisBlock(torch.nn.Module):
         self.architecture = architecture
         self.use_fp16 = use_fp16
         self.channels_last = (use_fp16 and fp16_channels_last)
+        self.mixed_dtype = _check_mixed_dtype(mixed_dtype)
         self.fused_modconv_default = fused_modconv_default
         self.register_buffer('resample_filter', upfirdn2d.setup_filter(resample_filter))
         self.num_conv = 0
@@ -435,8 +459,8 @@ class SynthesisBlock(torch.nn.Module):
         _ = update_emas # Accepted for the StyleGAN3-era call convention; nothing to update here.
         misc.assert_shape(ws, [None, self.num_conv + self.num_torgb, self.w_dim])
         w_iter = iter(ws.unbind(dim=1))
-        dtype = _block_dtype(self.use_fp16, force_fp32, fp16_on_cpu, ws.device)
-        memory_format = torch.channels_last if self.channels_last and dtype == torch.float16 else torch.contiguous_format
+        dtype = _block_dtype(self.use_fp16, force_fp32, fp16_on_cpu, ws.device, self.mixed_dtype)
+        memory_format = torch.channels_last if self.channels_last and dtype != torch.float32 else torch.contiguous_format
         if fused_modconv is None:
             with misc.suppress_tracer_warnings():
                 fused_modconv = self._fused_modconv(dtype, int(ws.shape[0]))
@@ -489,7 +513,7 @@ class SynthesisNetwork(torch.nn.Module):
         img_channels,               # Number of color channels.
         channel_base    = 32768,    # Overall multiplier for the number of channels.
         channel_max     = 512,      # Maximum number of channels in any layer.
-        num_fp16_res    = 0,        # Use float16 for the N highest resolutions.
+        num_fp16_res    = 0,        # Use mixed precision (see mixed_dtype) for the N highest resolutions.
         **block_kwargs,             # Arguments for SynthesisBlock.
     ):
         super().__init__()
@@ -567,6 +591,8 @@ class Generator(torch.nn.Module):
 
 @persistence.persistent_class
 class DiscriminatorBlock(torch.nn.Module):
+    mixed_dtype = 'float16' # Instances pickled before mixed_dtype existed.
+
     def __init__(self,
         in_channels,                        # Number of input channels, 0 = first block.
         tmp_channels,                       # Number of intermediate channels.
@@ -578,8 +604,9 @@ class DiscriminatorBlock(torch.nn.Module):
         activation          = 'lrelu',      # Activation function name.
         resample_filter     = [1,3,3,1],    # Low-pass filter for downsampling.
         conv_clamp          = None,         # Clamp conv outputs to +-X; None = no clamping.
-        use_fp16            = False,        # Use float16 in this block (on CUDA, see fp16_on_cpu)?
-        fp16_channels_last  = False,        # Use channels_last memory format with float16?
+        use_fp16            = False,        # Use mixed precision in this block (see mixed_dtype)?
+        fp16_channels_last  = False,        # Use channels_last memory format with mixed precision?
+        mixed_dtype         = 'float16',    # Mixed-precision dtype: 'float16' (CUDA only) or 'bfloat16' (any device).
         freeze_layers       = 0,            # Freeze the first N layers of the discriminator.
     ):
         if in_channels not in (0, tmp_channels):
@@ -594,6 +621,7 @@ class DiscriminatorBlock(torch.nn.Module):
         self.architecture = architecture
         self.use_fp16 = use_fp16
         self.channels_last = (use_fp16 and fp16_channels_last)
+        self.mixed_dtype = _check_mixed_dtype(mixed_dtype)
         self.register_buffer('resample_filter', upfirdn2d.setup_filter(resample_filter))
 
         # Layers are numbered as they are created; those before freeze_layers are not trainable.
@@ -615,8 +643,8 @@ class DiscriminatorBlock(torch.nn.Module):
     def forward(self, x, img, force_fp32=False, fp16_on_cpu=False, update_emas=False):
         _ = update_emas # Accepted for the StyleGAN3-era call convention.
         device = x.device if x is not None else img.device
-        dtype = _block_dtype(self.use_fp16, force_fp32, fp16_on_cpu, device)
-        memory_format = torch.channels_last if self.channels_last and dtype == torch.float16 else torch.contiguous_format
+        dtype = _block_dtype(self.use_fp16, force_fp32, fp16_on_cpu, device, self.mixed_dtype)
+        memory_format = torch.channels_last if self.channels_last and dtype != torch.float32 else torch.contiguous_format
 
         # Input features from the previous block, plus fromRGB of the image.
         if x is not None:
@@ -753,7 +781,7 @@ class Discriminator(torch.nn.Module):
         architecture        = 'resnet', # Architecture: 'orig', 'skip', 'resnet'.
         channel_base        = 32768,    # Overall multiplier for the number of channels.
         channel_max         = 512,      # Maximum number of channels in any layer.
-        num_fp16_res        = 0,        # Use float16 for the N highest resolutions.
+        num_fp16_res        = 0,        # Use mixed precision (block_kwargs.mixed_dtype) for the N highest resolutions.
         conv_clamp          = None,     # Clamp conv outputs to +-X; None = no clamping.
         cmap_dim            = None,     # Dimensionality of the projected label; None = channels at 4x4.
         block_kwargs        = {},       # Arguments for DiscriminatorBlock.
