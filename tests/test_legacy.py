@@ -296,3 +296,23 @@ def test_cli_errors(tmp_path, args, match):
     assert not os.path.exists('out.pkl')
 
 #----------------------------------------------------------------------------
+# Snapshots of commit 9dd6ba4 (StyleGAN2 and BigGAN, with an augment pipe whose filter constants
+# predate today's): converted to .safetensors by running their code, the export gives the same
+# outputs, flags set after construction (BigGAN's accumulate_standing) survive, and the augment
+# pipe keeps its p with today's filter constants.
+
+@pytest.mark.parametrize('name', ['stylegan2', 'biggan'])
+def test_convert_9dd6ba4_snapshots(tmp_path, name):
+    from click.testing import CliRunner # pylint: disable=import-outside-toplevel
+    source = os.path.join(ROOT, 'tests', 'fixtures', f'snapshot-9dd6ba4-{name}.pkl')
+    dest = str(tmp_path / 'net.safetensors')
+    result = CliRunner().invoke(legacy.convert_network_pickle, ['--trust-code', f'--source={source}', f'--dest={dest}'])
+    assert result.exit_code == 0, result.output
+    assert 'G_ema: rebuilt as training.networks_' in result.output and 'identical outputs' in result.output
+    old, new = legacy.load_network_pkl(source, trust_code=True), legacy.load_network_pkl(dest)
+    for key in ('G', 'D', 'G_ema'):
+        assert legacy.compare_outputs(old[key], new[key]) == 0
+    if old['augment_pipe'] is not None:
+        assert type(new['augment_pipe']).__module__ == 'training.augment' and torch.equal(new['augment_pipe'].p, old['augment_pipe'].p)
+
+#----------------------------------------------------------------------------

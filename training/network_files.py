@@ -232,7 +232,8 @@ def save_network_safetensors(path, data):
         class_name = f'{type(module).__module__}.{type(module).__name__}'
         if not class_name.startswith(SAFE_CLASS_PREFIXES):
             raise NetworkLoadError(f'{key} is a {class_name}, not one of this project\'s classes; convert the pickle first (python legacy.py --source=... --dest=NEW.pkl)')
-        meta[key] = dict(class_name=class_name, init_args=list(module.init_args), init_kwargs=dict(module.init_kwargs))
+        meta[key] = dict(class_name=class_name, init_args=list(module.init_args), init_kwargs=dict(module.init_kwargs),
+            attributes=_changed_attributes(module))
         for name, tensor in module.state_dict().items():
             tensors[f'{key}.{name}'] = tensor.detach().cpu().contiguous().clone()
     meta['training_set_kwargs'] = data.get('training_set_kwargs')
@@ -243,6 +244,35 @@ def save_network_safetensors(path, data):
     raw = safetensors.torch.save(tensors, metadata={'format': SAFETENSORS_FORMAT, 'networks': meta_json})
     with dnnlib.util.atomic_write(path) as f:
         f.write(raw)
+
+#----------------------------------------------------------------------------
+# Scalar attributes (bool, int, float, str, None) that differ from a freshly constructed
+# network, by submodule name: flags set after construction, such as BigGAN's
+# accumulate_standing, which the weights alone do not carry. Applied on loading to
+# attributes the rebuilt submodule has.
+
+_SCALARS = (bool, int, float, str, type(None))
+
+def _changed_attributes(module):
+    with safe_pickle.preserved_random_state():
+        fresh = dict(type(module)(*module.init_args, **module.init_kwargs).named_modules())
+    changed = {}
+    for name, sub in module.named_modules():
+        reference = vars(fresh[name]) if name in fresh else {}
+        for key, value in vars(sub).items():
+            if not key.startswith('_') and key != 'training' and isinstance(value, _SCALARS) and key in reference:
+                if type(reference[key]) is not type(value) or reference[key] != value:
+                    changed.setdefault(name, {})[key] = value
+    return changed
+
+def _set_attributes(module, attributes):
+    modules = dict(module.named_modules())
+    for name, values in attributes.items():
+        for key, value in values.items():
+            target = modules.get(name)
+            if target is None or key.startswith('_') or key not in vars(target) or not isinstance(value, _SCALARS):
+                raise ValueError(f'attribute {name}.{key} is not one this class has')
+            vars(target)[key] = value
 
 #----------------------------------------------------------------------------
 # A safetensors file starts with an 8-byte little-endian header length and a JSON header.
@@ -288,6 +318,7 @@ def _load_safetensors(raw, name):
         try:
             module = dnnlib.util.construct_class_by_name(*spec.get('init_args', []), class_name=class_name, **spec.get('init_kwargs', {}))
             module.load_state_dict(state, strict=True)
+            _set_attributes(module, spec.get('attributes', {}))
         except (ImportError, TypeError, ValueError, RuntimeError, KeyError) as err:
             raise NetworkLoadError(f'{name}: cannot rebuild {key} as {class_name}: {_one_line(err)}') from err
         data[key] = module.eval().requires_grad_(False)
@@ -310,12 +341,23 @@ def convert_module(obj, module_name='training.networks'):
     try:
         new = cls(*init_args, **init_kwargs)
         misc.copy_params_and_buffers(obj, new, require_all=True)
+        _copy_plain_attributes(obj, new)
     except (TypeError, ValueError, KeyError, RuntimeError) as err:
         raise NetworkLoadError(f'Cannot rebuild {type(obj).__name__} as {class_name}: {_one_line(err)}') from err
     trainable = {name for name, p in obj.named_parameters() if p.requires_grad}
     for name, param in new.named_parameters():
         param.requires_grad_(name in trainable)
     return new.train(obj.training)
+
+# Plain attributes (flags, numbers, tensors) set after construction, e.g. BigGAN's
+# accumulate_standing: copied for every attribute the new submodule of the same name has.
+def _copy_plain_attributes(old, new):
+    old_modules = dict(old.named_modules())
+    for name, module in new.named_modules():
+        source = old_modules.get(name)
+        for key, value in (vars(source).items() if source is not None else ()):
+            if not key.startswith('_') and key != 'training' and key in module.__dict__ and safe_pickle.is_plain(value):
+                module.__dict__[key] = copy.deepcopy(value)
 
 def _target_module(obj, default):
     src = getattr(type(obj), '_orig_module_src', None)
@@ -363,9 +405,10 @@ def compare_outputs(old, new, batch_size=4, seed=0, device='cpu'):
     old.eval()
     new.eval()
     try:
-        if hasattr(new, 'z_dim') and hasattr(new, 'synthesis'):
+        if hasattr(new, 'z_dim'): # A generator; StyleGAN ones take noise_mode (BigGAN's do not).
             z = torch.randn([batch_size, new.z_dim], generator=rnd).to(device)
-            a, b = old(z, c, noise_mode='const', **_fp32_kwargs(old)), new(z, c, noise_mode='const', **_fp32_kwargs(new))
+            noise = dict(noise_mode='const') if hasattr(new, 'synthesis') else {}
+            a, b = old(z, c, **noise, **_fp32_kwargs(old)), new(z, c, **noise, **_fp32_kwargs(new))
         else:
             img = torch.randn([batch_size, new.img_channels, new.img_resolution, new.img_resolution], generator=rnd).to(device)
             a, b = old(img, c, **_fp32_kwargs(old)), new(img, c, **_fp32_kwargs(new))
@@ -405,7 +448,26 @@ def convert_network_data(data, tolerance=1e-4, log=None):
         try:
             new_data['augment_pipe'] = convert_module(data['augment_pipe'], module_name='training.augment')
         except NetworkLoadError as err:
+            new_data['augment_pipe'], note = _convert_augment_pipe_leniently(data['augment_pipe'], err)
             if log is not None:
-                log(f'augment_pipe kept as is: {err}')
+                log(note)
     return new_data, diffs
+
+# An augmentation pipeline whose filter constants differ from today's (an earlier release):
+# today's class from the same constructor arguments, with the file's tensors that have the
+# same name and shape (its probability p); kept as it is when even that fails.
+def _convert_augment_pipe_leniently(old, strict_error):
+    try:
+        cls = dnnlib.util.get_obj_by_name(f'training.augment.{type(old).__name__}')
+        new = cls(*getattr(old, 'init_args', []), **getattr(old, 'init_kwargs', {})).train(old.training)
+    except (ImportError, TypeError, ValueError, KeyError, RuntimeError):
+        return old, f'augment_pipe kept as is: {strict_error}'
+    theirs = dict(old.named_parameters()) | dict(old.named_buffers())
+    ours = dict(new.named_parameters()) | dict(new.named_buffers())
+    kept = sorted(name for name, tensor in ours.items() if name not in theirs or theirs[name].shape != tensor.shape)
+    with torch.no_grad():
+        for name, tensor in ours.items():
+            if name not in kept:
+                tensor.copy_(theirs[name])
+    return new, f'augment_pipe rebuilt as {cls.__module__}.{cls.__name__}; today\'s values for {", ".join(kept)}'
 

@@ -223,7 +223,7 @@ def rebuild(record, where, report):
         raise SafeLoadError(f'{where} ({record.class_name}) has no recorded constructor arguments to rebuild it from')
     init_kwargs = upgrade_kwargs(cls, dict(init_kwargs))
     try:
-        with _preserved_random_state():
+        with preserved_random_state():
             obj = cls(*init_args, **init_kwargs)
     except (TypeError, ValueError, KeyError, IndexError, RuntimeError, AssertionError) as err:
         raise SafeLoadError(f'{where}: its recorded constructor arguments do not build {cls.__module__}.{cls.__name__} '
@@ -354,7 +354,16 @@ def _mismatch(where, kind, extra, missing):
     raise SafeLoadError(f'{where}: its {kind} do not match this installation\'s class ({"; ".join(parts)})')
 
 #----------------------------------------------------------------------------
-# Check that a value is plain data (no records) and return it.
+# Check that a value is plain data (numbers, strings, tensors, arrays, containers of them;
+# no records, modules or other objects) and return it; is_plain() says whether it is.
+
+def is_plain(value):
+    try:
+        _plain(value, '')
+        return True
+    except (SafeLoadError, RecursionError):
+        return False
+
 
 _PLAIN_LEAVES = (type(None), bool, int, float, complex, str, bytes, bytearray, slice, torch.Tensor, np.ndarray, np.generic,
     torch.dtype, torch.device)
@@ -380,7 +389,7 @@ def _plain(value, where):
 # Run a block without changing the global random states (torch CPU, numpy, random): our
 # constructors initialise weights randomly, which the executing path does not do.
 
-class _preserved_random_state: # pylint: disable=invalid-name
+class preserved_random_state: # pylint: disable=invalid-name
     def __enter__(self):
         self.states = (torch.random.get_rng_state(), np.random.get_state(), random.getstate())
 
