@@ -82,6 +82,18 @@ def test_convert_foreign_stylegan3_pickle(foreign_module, tmp_path, cfg):
     assert type(again['G_ema']) is networks_stylegan3.Generator
     assert torch.equal(images(again['G_ema']), images(old['G_ema']))
 
+def test_convert_cli(foreign_module, tmp_path):
+    old = make_data(foreign_module)
+    legacy.save_network_pkl(str(tmp_path / 'old.pkl'), old)
+    cmd = [sys.executable, 'legacy.py', f'--source={tmp_path / "old.pkl"}', f'--dest={tmp_path / "new.pkl"}']
+    refused = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and not os.path.exists(tmp_path / 'new.pkl') # Unknown code: not run without --trust-code.
+    result = subprocess.run(cmd + ['--trust-code'], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert 'G_ema: rebuilt as training.networks_stylegan3.Generator, identical outputs' in result.stdout
+    new = legacy.load_network_pkl(str(tmp_path / 'new.pkl'))
+    assert torch.equal(images(new['G_ema']), images(old['G_ema']))
+
 def test_own_pickle_loads_without_running_its_code(tmp_path):
     data = make_data()
     legacy.save_network_pkl(str(tmp_path / 'net.pkl'), data)

@@ -88,8 +88,8 @@ class StyleGAN3Preset(presets.Preset):
 
     def apply_options(self, c, opts, device):
         if opts.get('gamma') is None:
-            raise ValueError(f'--cfg={self.name} needs --gamma (R1 weight; the StyleGAN3 paper used e.g. 2 for '
-                'FFHQ-U 256, 8 for AFHQv2 512, 32 for FFHQ 1024; scale with resolution squared).')
+            raise ValueError(f'--cfg={self.name} needs --gamma (R1 weight; the StyleGAN3 release trains AFHQv2 512 '
+                'with 8.2 and fine-tunes MetFaces-U 1024 with 6.6; it grows with the resolution).')
         self._apply_sizes(c, opts)
         if opts.get('freeze_d'):
             c.D_kwargs.block_kwargs.freeze_layers = opts.freeze_d
