@@ -187,6 +187,12 @@ def test_gradients_and_emas():
         G(z, c, update_emas=True)
     assert not torch.equal(G.mapping.w_avg, before_w) and not torch.equal(layer.magnitude_ema, before_m)
 
+def test_rank_local_buffers():
+    from torch_utils import misc # pylint: disable=import-outside-toplevel
+    G = tiny_G()
+    expected = ['mapping.w_avg'] + [f'synthesis.{name}.magnitude_ema' for name in G.synthesis.layer_names]
+    assert sorted(misc.rank_local_buffer_names(G)) == sorted(expected)
+
 def test_truncation():
     G = tiny_G()
     with torch.no_grad():

@@ -274,6 +274,8 @@ def design_lowpass_filter(numtaps, cutoff, width, fs, radial=False):
 
 @persistence.persistent_class
 class SynthesisLayer(torch.nn.Module):
+    rank_local_buffers = ('magnitude_ema',) # Each process tracks its own inputs' magnitude (as w_avg; see misc.rank_local_buffer_names).
+
     def __init__(self,
         w_dim,                          # Intermediate latent (W) dimensionality.
         is_torgb,                       # Is this the final ToRGB layer?
