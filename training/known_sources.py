@@ -4,15 +4,15 @@
 # See docs/pickles.md.
 
 KNOWN_SOURCES = {
-    '33ae54df045ed07def6a81d9e679a18d70837723a8b1a266d08758a4a978b824': dict(release='gan-research 2026-11-28', path='torch_utils/norms.py', module='torch_utils.norms', family='BigGAN',
+    '2ff3e44355e11e3b5e00eee5cacc07fd96f62fb6dd22ced9576213e5955cca68': dict(release='gan-research 2026-11-28', path='torch_utils/norms.py', module='torch_utils.norms', family='BigGAN',
         classes=['StandingBatchNorm', 'Normalize2d', 'ConditionalBatchNorm2d', 'UnconditionalBatchNorm2d', 'VirtualBatchNorm1d', 'VirtualBatchNorm2d']),
     '0e807cf0db455faaae55d38e01f603daae0124842d2960e2bab1ad417bc24e5f': dict(release='gan-research 2026-11-28', path='torch_utils/spectral_norm.py', module='torch_utils.spectral_norm', family='BigGAN',
         classes=['SpectralNormConv2d', 'SpectralNormLinear', 'SpectralNormEmbedding']),
     'cfa231f294795bfbef80b8bd0addff5b852fb0ae2a23ab59d627cd9491ec806d': dict(release='gan-research 2026-11-28', path='training/augment.py', module='training.augment', family='ADA AugmentPipe',
         classes=['AugmentPipe']),
-    '0a20ba4f6297a48b363cdd1193623ba72e2b0f187e607de3a84617a88f982c03': dict(release='gan-research 2026-11-28', path='training/networks_biggan.py', module='training.networks_biggan', family='BigGAN',
+    '104a3e517890c6463fb4837d9c254afdfa79bbf8bd804896356ba89a9dd87bbf': dict(release='gan-research 2026-11-28', path='training/networks_biggan.py', module='training.networks_biggan', family='BigGAN',
         classes=['OneHotEmbedding', 'SelfAttention', 'GeneratorBlock', 'DiscriminatorBlock', 'Generator', 'Discriminator']),
-    '6f561f5e18545c3c986cffeb2fe71fa7c41e1ad84f6c5f5e7b04fb19b26aceb9': dict(release='gan-research 2026-11-28', path='training/networks_stylegan2.py', module='training.networks_stylegan2', family='StyleGAN2',
+    '5c98e515e3c587b6afd5c51858197ca2d18d70310b1f253072f68bc9b6852ab5': dict(release='gan-research 2026-11-28', path='training/networks_stylegan2.py', module='training.networks_stylegan2', family='StyleGAN2',
         classes=['FullyConnectedLayer', 'Conv2dLayer', 'MappingNetwork', 'SynthesisLayer', 'ToRGBLayer', 'SynthesisBlock', 'SynthesisNetwork', 'Generator', 'DiscriminatorBlock', 'MinibatchStdLayer', 'DiscriminatorEpilogue', 'Discriminator']),
     'dbf285a48d7276e204835d2ed9cf5ad8bd0f006d786eec3381687ff7a7c9082f': dict(release='gan-research 2026-11-28', path='training/networks_stylegan3.py', module='training.networks_stylegan3', family='StyleGAN3',
         classes=['FullyConnectedLayer', 'MappingNetwork', 'SynthesisInput', 'SynthesisLayer', 'SynthesisNetwork', 'Generator']),

@@ -16,7 +16,6 @@ import torch
 
 import dnnlib
 from torch_utils import misc
-from torch_utils import persistence
 from training import safe_pickle
 from training import source_fingerprints
 
