@@ -5,7 +5,7 @@
 import click
 
 from training.network_files import ALL_KEYS, MODULE_KEYS, NETWORK_KEYS, SAFE_CLASS_PREFIXES, SAFETENSORS_FORMAT # pylint: disable=unused-import
-from training.network_files import NetworkLoadError, compare_outputs, convert_module, convert_network_data # pylint: disable=unused-import
+from training.network_files import NetworkLoadError, UntrustedCodeError, compare_outputs, convert_module, convert_network_data # pylint: disable=unused-import
 from training.network_files import load_network_pkl, save_network_pkl, save_network_safetensors # pylint: disable=unused-import
 
 #----------------------------------------------------------------------------

@@ -522,3 +522,19 @@ def test_not_a_network_dict(tmp_path, make, match):
         network_files.load_network_pkl(str(path))
 
 #----------------------------------------------------------------------------
+# Import hooks registered in this process (its own code) run on the meta before the source is
+# fingerprinted, as on the executing path: a hook can map a known edit back to the release.
+
+def test_import_hooks_apply(tmp_path, monkeypatch):
+    marker = tmp_path / 'marker'
+    data = make_networks()
+    dump_edited(tmp_path / 'changed.pkl', data, with_marker(marker))
+    suffix = f'\nopen({str(marker)!r}, "w").close()\n'
+    def strip_marker(meta):
+        meta.module_src = meta.module_src.replace(suffix, '')
+        return meta
+    monkeypatch.setattr(persistence, '_import_hooks', [strip_marker])
+    assert_identical(network_files.load_network_pkl(str(tmp_path / 'changed.pkl')), data)
+    assert not marker.exists()
+
+#----------------------------------------------------------------------------

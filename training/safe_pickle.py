@@ -77,12 +77,16 @@ def _object_record_class(global_name):
 #----------------------------------------------------------------------------
 # Replacements for two globals: a storage is read with torch.load(weights_only=True), not with
 # torch's own _load_from_bytes (which unpickles with weights_only=False), and a persistent
-# object becomes a record instead of executing its module source.
+# object becomes a record instead of executing its module source (after the import hooks
+# registered in this process, as in persistence._reconstruct_persistent_obj).
 
 def _load_storage_from_bytes(raw):
     return torch.load(io.BytesIO(raw), map_location='cpu', weights_only=True)
 
 def _record_persistent_obj(meta):
+    if isinstance(meta, dict):
+        for hook in persistence._import_hooks: # pylint: disable=protected-access
+            meta = hook(dnnlib.EasyDict(meta)) # The process's own import hooks (code of this process, not of the file).
     if not isinstance(meta, dict) or meta.get('type') != 'class' or meta.get('version') != persistence._version: # pylint: disable=protected-access
         raise pickle.UnpicklingError(f'unsupported persistent object meta (type {meta.get("type")!r}, version {meta.get("version")!r})' if isinstance(meta, dict) else 'persistent object meta is not a dict')
     if not isinstance(meta.get('module_src'), str) or not isinstance(meta.get('class_name'), str) or 'state' not in meta:
