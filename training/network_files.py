@@ -131,6 +131,7 @@ class _NetworkUnpickler(pickle.Unpickler):
             raise NetworkLoadError(_TF_MESSAGE)
         return super().find_class(module, name)
 
+# The executing path: plain unpickling, with one-line errors.
 def _unpickle(raw, name):
     if len(raw) == 0:
         raise NetworkLoadError(f'{name} is empty')
@@ -171,6 +172,7 @@ def _safe_unpickle(raw, name):
     except (pickle.UnpicklingError, ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError, OverflowError, RecursionError) as err:
         raise NetworkLoadError(f'{name} is not a valid network pickle ({type(err).__name__}: {_one_line(err)})') from err
 
+# An exception message on one line.
 def _one_line(err):
     return ' '.join(str(err).split())
 
@@ -264,6 +266,7 @@ def _changed_attributes(module):
                     changed.setdefault(name, {})[key] = value
     return changed
 
+# Apply _changed_attributes() to a rebuilt network; only attributes its submodules have.
 def _set_attributes(module, attributes):
     modules = dict(module.named_modules())
     for name, values in attributes.items():
@@ -282,6 +285,7 @@ def _looks_like_safetensors(raw):
     header_len = struct.unpack('<Q', raw[:8])[0]
     return 2 <= header_len <= len(raw) - 8 and raw[8:9] == b'{'
 
+# The 'networks' JSON of a safetensors header, checked to be this project's export.
 def _safetensors_metadata(raw, name):
     header_len = struct.unpack('<Q', raw[:8])[0]
     try:
@@ -358,6 +362,7 @@ def _copy_plain_attributes(old, new):
             if not key.startswith('_') and key != 'training' and key in module.__dict__ and safe_pickle.is_plain(value):
                 module.__dict__[key] = copy.deepcopy(value)
 
+# The module whose class of the same name rebuilds `obj` (see convert_module).
 def _target_module(obj, default):
     src = getattr(type(obj), '_orig_module_src', None)
     entry = None

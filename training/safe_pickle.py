@@ -69,6 +69,7 @@ class ObjectRecord:
 
 _object_record_classes = dict()
 
+# The record class standing in for one plain torch.nn class (one per name).
 def _object_record_class(global_name):
     if global_name not in _object_record_classes:
         _object_record_classes[global_name] = type('ObjectRecord', (ObjectRecord,), dict(global_name=global_name))
@@ -83,6 +84,7 @@ def _object_record_class(global_name):
 def _load_storage_from_bytes(raw):
     return torch.load(io.BytesIO(raw), map_location='cpu', weights_only=True)
 
+# _reconstruct_persistent_obj's replacement: check the meta, return a PersistentRecord.
 def _record_persistent_obj(meta):
     if isinstance(meta, dict):
         for hook in persistence._import_hooks: # pylint: disable=protected-access
@@ -149,6 +151,7 @@ def _load_build(unpickler):
         raise SafeLoadError(f'it sets attributes of {getattr(target, "__qualname__", type(target).__name__)}, which a network file never does')
     pickle._Unpickler.load_build(unpickler) # pylint: disable=protected-access
 
+# find_class answers only from the allow-list (or with record classes); persistent IDs are refused.
 class _SafeUnpickler(pickle._Unpickler): # pylint: disable=protected-access
     dispatch = dict(pickle._Unpickler.dispatch) # pylint: disable=protected-access
     dispatch[pickle.BUILD[0]] = _load_build
@@ -310,6 +313,7 @@ def _reconcile_buffers(ours, theirs, where, report):
             + ([f'unused buffers of the file: {", ".join(unused)}'] if unused else [])))
     return {name: (theirs[name] if same(name) else ours[name]) for name in ours}
 
+# Put the file's parameters or buffers in place after checking names, shapes and kinds.
 def _restore_tensors(ours, theirs, where, kind):
     if not isinstance(theirs, dict):
         raise SafeLoadError(f'{where}: its pickled {kind} are a {type(theirs).__name__}, not a dict')
@@ -329,6 +333,7 @@ def _restore_tensors(ours, theirs, where, kind):
             tensor = torch.nn.Parameter(tensor, requires_grad=tensor.requires_grad)
         ours[name] = tensor
 
+# Restore each submodule: same names, and the class today's constructor built there.
 def _restore_children(obj, theirs, where, report, parent_entry):
     ours = obj._modules # pylint: disable=protected-access
     if not isinstance(theirs, dict):
@@ -353,6 +358,7 @@ def _restore_children(obj, theirs, where, report, parent_entry):
         else:
             raise SafeLoadError(f'{sub} is a {type(record).__name__} in the file, not a module')
 
+# One-line error for names present on one side only.
 def _mismatch(where, kind, extra, missing):
     parts = ([f'the file has {", ".join(extra)}'] if extra else []) + ([f'lacks {", ".join(missing)}'] if missing else [])
     raise SafeLoadError(f'{where}: its {kind} do not match this installation\'s class ({"; ".join(parts)})')
