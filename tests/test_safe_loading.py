@@ -538,3 +538,14 @@ def test_import_hooks_apply(tmp_path, monkeypatch):
     assert not marker.exists()
 
 #----------------------------------------------------------------------------
+# Backward hooks on a pickled tensor (they would run during training) are refused.
+
+def test_tensor_backward_hooks_refused():
+    class _Hooked:
+        def __reduce__(self):
+            args = (torch.ones(2), False, OrderedDict(h=set))
+            return (torch._utils._rebuild_parameter, args) # pylint: disable=protected-access
+    with pytest.raises(safe_pickle.SafeLoadError, match='backward hooks'):
+        safe_pickle.load(pickle.dumps(dict(x=_Hooked())))
+
+#----------------------------------------------------------------------------

@@ -101,9 +101,9 @@ def _record_persistent_obj(meta):
 def _allowed_globals():
     allowed = {
         ('torch._utils', '_rebuild_tensor'):                 torch._utils._rebuild_tensor, # pylint: disable=protected-access
-        ('torch._utils', '_rebuild_tensor_v2'):              torch._utils._rebuild_tensor_v2, # pylint: disable=protected-access
-        ('torch._utils', '_rebuild_parameter'):              torch._utils._rebuild_parameter, # pylint: disable=protected-access
-        ('torch._utils', '_rebuild_parameter_with_state'):   torch._utils._rebuild_parameter_with_state, # pylint: disable=protected-access
+        ('torch._utils', '_rebuild_tensor_v2'):              _without_hooks(torch._utils._rebuild_tensor_v2, 5), # pylint: disable=protected-access
+        ('torch._utils', '_rebuild_parameter'):              _without_hooks(torch._utils._rebuild_parameter, 2), # pylint: disable=protected-access
+        ('torch._utils', '_rebuild_parameter_with_state'):   _without_hooks(torch._utils._rebuild_parameter_with_state, 2), # pylint: disable=protected-access
         ('torch._tensor', '_rebuild_from_type_v2'):          torch._tensor._rebuild_from_type_v2, # pylint: disable=protected-access
         ('torch._tensor', 'Tensor'):                         torch.Tensor,
         ('torch.nn.parameter', 'Parameter'):                 torch.nn.Parameter,
@@ -131,6 +131,15 @@ def _allowed_globals():
     if hasattr(numeric, '_frombuffer'): # Protocol-5 arrays (numpy >= 1.16); never an object array.
         allowed[('numpy.core.numeric', '_frombuffer')] = allowed[('numpy._core.numeric', '_frombuffer')] = numeric._frombuffer # pylint: disable=protected-access
     return allowed
+
+# A tensor rebuild function that refuses backward hooks (argument `index`): a network file
+# has none, and they would be called during training.
+def _without_hooks(func, index):
+    def rebuild(*args):
+        if len(args) > index and args[index]:
+            raise SafeLoadError('it attaches backward hooks to a tensor, which a network file never does')
+        return func(*args)
+    return rebuild
 
 # Protocol-2 pickles store bytes as _codecs.encode(text, 'latin1'); nothing else is accepted.
 def _latin1_encode(text, encoding='latin1'):
