@@ -376,6 +376,7 @@ def test_detector_from_download_cache(tmp_path, monkeypatch):
 def test_calc_metric_all_registered_small(env):
     G = TinyG()
     custom = [m for m in metric_main.list_valid_metrics() if m.endswith('_custom')] # Need a feature network: tests/test_custom_features.py.
+    custom += [m for m in metric_main.list_valid_metrics() if m.startswith('eq')] # Need a StyleGAN3 G: tests/test_equivariance.py.
     for metric in [m for m in metric_main.list_valid_metrics() if m not in custom]:
         result = metric_main.calc_metric(metric, G=G, dataset_kwargs=env.dataset_kwargs, max_items=12, cache=False)
         assert result.metric == metric and result.max_items == 12 and result.num_gpus == 1
