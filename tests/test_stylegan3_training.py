@@ -131,6 +131,39 @@ def test_loss_blurs_what_D_sees():
         torch.testing.assert_close(seen[-1], loss_module.blur_images(real, sigma))
 
 #----------------------------------------------------------------------------
+# pl_no_weight_grad (the StyleGAN3 release's stylegan2 config) is a pure speed-up for StyleGAN2 in
+# training (modulation scales activations, not conv weights): the path-length gradient w.r.t. ws skips
+# conv weight gradients it does not need; the final gradients are equal. StyleGAN3 folds the styles into
+# the conv weights, so there it would change the gradient (its presets keep pl_weight 0).
+
+@pytest.mark.parametrize('family', ['stylegan2', 'stylegan3'])
+def test_pl_no_weight_grad_changes_nothing_but_work(monkeypatch, family):
+    from training import networks_stylegan2, networks_stylegan3 # pylint: disable=import-outside-toplevel
+    calls = []
+    conv2d_weight = torch.nn.grad.conv2d_weight
+    monkeypatch.setattr(torch.nn.grad, 'conv2d_weight', lambda *args, **kwargs: calls.append(1) or conv2d_weight(*args, **kwargs))
+    grads, counts = [], []
+    for skip in [False, True]:
+        torch.manual_seed(0)
+        if family == 'stylegan2':
+            G = networks_stylegan2.Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3,
+                mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=128, channel_max=8))
+        else:
+            G = networks_stylegan3.Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3,
+                channel_base=128, channel_max=8, num_layers=3)
+        D = networks_stylegan2.Discriminator(c_dim=0, img_resolution=16, img_channels=3, channel_base=128, channel_max=8)
+        loss = loss_module.StyleGAN2Loss('cpu', G, D, r1_gamma=0, pl_weight=2, style_mixing_prob=0, pl_no_weight_grad=skip)
+        calls.clear()
+        torch.manual_seed(1)
+        loss.accumulate_gradients('Greg', None, None, torch.randn(4, 8), torch.zeros(4, 0), gain=1, cur_nimg=0)
+        grads.append({name: p.grad.clone() for name, p in G.named_parameters() if p.grad is not None})
+        counts.append(len(calls))
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 0
+    assert counts[1] < counts[0], counts
+    same = [torch.allclose(grads[1][name], grads[0][name], rtol=1e-5, atol=1e-7) for name in grads[0]]
+    assert all(same) if family == 'stylegan2' else not all(same)
+
+#----------------------------------------------------------------------------
 # Tiny StyleGAN3-T and -R train through train.py on the CPU; their snapshots render with generate.py.
 
 @pytest.mark.slow
