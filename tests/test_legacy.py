@@ -213,6 +213,21 @@ def test_convert_fp16_blocks(fp16_everywhere_module, tmp_path):
     loaded = legacy.load_network_pkl(str(tmp_path / 'net.safetensors'))
     assert legacy.compare_outputs(old['D'], loaded['D']) == 0
 
+def test_convert_fp16_pickle_cli(fp16_everywhere_module, tmp_path):
+    # The same as a file: its embedded code (fp16 on the CPU) runs in a fresh process (--trust-code).
+    old = make_data(fp16_everywhere_module, num_fp16_res=2, conv_clamp=256)
+    legacy.save_network_pkl(str(tmp_path / 'old.pkl'), old)
+    for dest in ('new.pkl', 'new.safetensors'):
+        result = subprocess.run([sys.executable, 'legacy.py', '--trust-code', f'--source={tmp_path / "old.pkl"}', f'--dest={tmp_path / dest}'],
+            cwd=ROOT, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
+        for key in ('G', 'D', 'G_ema'):
+            assert f'{key}: rebuilt as training.networks_stylegan2.' in result.stdout and 'identical outputs' in result.stdout
+        new = legacy.load_network_pkl(str(tmp_path / dest)) # Our classes now: no code from the file runs.
+        assert type(new['G_ema']) is networks_stylegan2.Generator and new['D'].b16.use_fp16
+        for key in ('G', 'D', 'G_ema'):
+            assert legacy.compare_outputs(old[key], new[key]) == 0
+
 @pytest.mark.cuda
 def test_convert_fp16_blocks_on_cuda(fp16_everywhere_module):
     if not torch.cuda.is_available():
