@@ -83,7 +83,9 @@ def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, 
         clamp: Clamp the result to [-clamp, clamp]. None or -1 = no clamping.
         impl:  'auto' (CUDA kernel for CUDA tensors when it builds, else the reference
                path after one warning), 'cuda' (as 'auto', but an error when a CUDA
-               tensor cannot use the kernel) or 'ref'. CPU tensors always use 'ref'.
+               tensor cannot use the kernel) or 'ref'. Without the kernel (CPU tensors),
+               'auto' runs linear, relu and lrelu as one hand-fused step (same values
+               as 'ref', fewer passes over memory) and the others as 'ref'.
 
     Returns:
         Tensor with the shape, dtype and memory format of x.
@@ -93,6 +95,8 @@ def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, 
         dim = _check_bias(x, b, dim)
         b = b.to(x.dtype) if b is not None else None
         return _bias_act_cuda(dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp).apply(x, b)
+    if impl != 'ref' and act in _FUSED_ACTS and isinstance(x, torch.Tensor):
+        return _bias_act_fused(x, b=b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
     return _bias_act_ref(x, b=b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
 
 #----------------------------------------------------------------------------
@@ -115,6 +119,83 @@ def _bias_act_ref(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=N
     if clamp >= 0:
         x = x.clamp(-clamp, clamp)
     return x
+
+#----------------------------------------------------------------------------
+# Hand-fused path without the CUDA kernel, for the activations whose derivative is a function of
+# the output and whose second derivative is zero. Forward: one new tensor (x + b), then the
+# activation, gain and clamp in place. Backward: from the output y alone, as ATen's own backward
+# kernels of clamp (hardtanh), the gain and the activation compute it, in the reference's order
+# (so float32 gradients equal the reference's); itself a Function, so R1 can differentiate it.
+# The one difference: where x + b lands exactly on +-clamp, 'ref' passes the gradient and this
+# path does not (it cannot tell that value from a clamped one).
+
+_FUSED_ACTS = ('linear', 'relu', 'lrelu')
+
+def _bias_act_fused(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None):
+    _spec, alpha, gain, clamp = _parse_args(act, alpha, gain, clamp)
+    if b is not None:
+        dim = _check_bias(x, b, dim)
+        b = b.to(x.dtype).reshape([-1 if i == dim else 1 for i in range(x.ndim)])
+    if b is None and act == 'linear' and gain == 1 and clamp < 0:
+        return x
+    if not torch.is_grad_enabled() or not (x.requires_grad or (b is not None and b.requires_grad)):
+        return _fused_forward(x, b, act, alpha, gain, clamp)
+    return _BiasActFused.apply(x, b, act, alpha, gain, clamp)
+
+# y = clamp(act(x + b) * gain) with one new tensor.
+def _fused_forward(x, b, act, alpha, gain, clamp):
+    y = x + b if b is not None else x.clone()
+    if act == 'relu':
+        y = F.relu_(y)
+    elif act == 'lrelu':
+        y = F.leaky_relu_(y, alpha)
+    if gain != 1:
+        y = y.mul_(gain)
+    if clamp >= 0:
+        y = y.clamp_(-clamp, clamp)
+    return y
+
+# dx from dy and the output y: clamp mask, gain, activation slope (the reference's order).
+def _fused_backward(dy, y, act, alpha, gain, clamp):
+    dx = torch.ops.aten.hardtanh_backward(dy, y, -clamp, clamp) if clamp >= 0 else dy
+    if gain != 1:
+        dx = dx * gain
+    if act == 'relu':
+        dx = torch.ops.aten.threshold_backward(dx, y, 0)
+    elif act == 'lrelu':
+        dx = torch.ops.aten.leaky_relu_backward(dx, y, alpha, True)
+    return dx
+
+# y = bias_act(x, b); saves only y, and only when the gradient depends on it.
+class _BiasActFused(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, b, act, alpha, gain, clamp):  # pylint: disable=arguments-differ
+        y = _fused_forward(x, b, act, alpha, gain, clamp)
+        ctx.save_for_backward(y if act != 'linear' or clamp >= 0 else None) # Linear, unclamped: y may be modified in place.
+        ctx.args = (act, alpha, gain, clamp)
+        ctx.b_shape = b.shape if b is not None else None
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):  # pylint: disable=arguments-differ
+        y, = ctx.saved_tensors
+        dx = _BiasActFusedGrad.apply(dy, y, *ctx.args)
+        db = dx.sum_to_size(ctx.b_shape) if ctx.needs_input_grad[1] else None
+        return (dx if ctx.needs_input_grad[0] else None), db, None, None, None, None
+
+# dx = _fused_backward(dy, y): linear in dy, piecewise constant in y (zero derivative).
+class _BiasActFusedGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, dy, y, act, alpha, gain, clamp):  # pylint: disable=arguments-differ
+        ctx.save_for_backward(y)
+        ctx.args = (act, alpha, gain, clamp)
+        return _fused_backward(dy, y, act, alpha, gain, clamp)
+
+    @staticmethod
+    def backward(ctx, d_dx):  # pylint: disable=arguments-differ
+        y, = ctx.saved_tensors
+        d_dy = _BiasActFusedGrad.apply(d_dx, y, *ctx.args) if ctx.needs_input_grad[0] else None
+        return d_dy, None, None, None, None, None
 
 #----------------------------------------------------------------------------
 # Checks b against x and dim; returns dim as a non-negative int (b None: dim as given).

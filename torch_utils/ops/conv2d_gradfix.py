@@ -183,41 +183,44 @@ def _conv_transpose_output_size(size, kernel, p, output_padding):
     return tuple((size[i] - 1) * p.stride[i] - 2 * p.padding[i] + p.dilation[i] * (kernel[i] - 1) + 1 + output_padding[i] for i in range(2))
 
 #----------------------------------------------------------------------------
-# The values of F.conv_transpose2d. A strided depthwise one on the CPU (the up-sampling filters,
-# and the input gradient of strided depthwise convolutions) runs as a polyphase convolution:
-# torch's CPU kernel for that case is 10-100x slower than a depthwise conv2d.
+# The values of F.conv_transpose2d. A strided depthwise one in reduced precision on the CPU (the
+# up-sampling filters, and the input gradient of strided depthwise convolutions) runs by phases:
+# torch's CPU kernel for that case is 10-50x slower than depthwise conv2d in bfloat16.
 
 def _conv_transpose2d_forward(input, weight, bias, p):
     depthwise = (p.groups == input.shape[1] == weight.shape[0] and weight.shape[1] == 1)
-    if input.device.type == 'cpu' and depthwise and p.dilation == (1, 1) and p.stride != (1, 1):
+    reduced = input.dtype not in (torch.float32, torch.float64)
+    if input.device.type == 'cpu' and reduced and depthwise and p.dilation == (1, 1) and p.stride != (1, 1):
         return _depthwise_transpose_polyphase(input, weight, bias, p)
     return F.conv_transpose2d(input, weight, bias, p.stride, p.padding, p.output_padding, p.groups, p.dilation)
 
 #----------------------------------------------------------------------------
 # Depthwise transposed convolution by phases. Per axis, with stride s and k taps: output pixel
 # u = a * s + r (before removing the padding) is sum_e x[a - e] * w[e * s + r], a convolution of x
-# with the taps of phase r. All s * s phases of a channel are the outputs of one depthwise conv2d
-# with ceil(k / s)^2 taps; interleaving them and cropping the padding gives the result.
+# with the taps of phase r (zero-padded to ceil(k / s) taps). Each of the s * s phases is one
+# depthwise conv2d at the input resolution, written into every s-th pixel of the output.
 
 def _depthwise_transpose_polyphase(x, w, bias, p):
     n, c, h, w_in = x.shape
     kh, kw = w.shape[2:]
     (sy, sx), (py, px), (oy, ox) = p.stride, p.padding, p.output_padding
     ey, ex = -(-kh // sy), -(-kw // sx)
-    memory_format = torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() else torch.contiguous_format
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
-    # Taps of each phase, flipped for correlation: [C, 1, kh, kw] -> [C * sy * sx, 1, ey, ex].
-    taps = F.pad(w, [0, ex * sx - kw, 0, ey * sy - kh]).reshape(c, ey, sy, ex, sx)  # [C,ey,sy,ex,sx]
-    taps = taps.permute(0, 2, 4, 1, 3).flip([3, 4]).reshape(c * sy * sx, 1, ey, ex)
-
-    # All phases at the input resolution, then interleaved: [N, C * sy * sx, H', W'] -> [N, C, H' * sy, W' * sx].
-    y = F.conv2d(F.pad(x, [ex - 1, ex - 1, ey - 1, ey - 1]), taps, groups=c)
-    hy, wy = y.shape[2:]
-    y = y.reshape(n, c, sy, sx, hy, wy).permute(0, 1, 4, 2, 5, 3).reshape(n, c, hy * sy, wy * sx)
+    # Every phase at the input resolution, into its pixels of the full result [N, C, H' * sy, W' * sx].
+    taps = F.pad(w, [0, ex * sx - kw, 0, ey * sy - kh]).flip([2, 3])  # [C1hw], phases reversed too.
+    x = F.pad(x, [ex - 1, ex - 1, ey - 1, ey - 1])
+    full_h, full_w = (h + ey - 1) * sy, (w_in + ex - 1) * sx
+    y = torch.empty([n, c, full_h, full_w], dtype=x.dtype, device=x.device, memory_format=memory_format)
+    for ry in range(sy):
+        for rx in range(sx):
+            phase_taps = taps[:, :, sy - 1 - ry :: sy, sx - 1 - rx :: sx]  # [C1ee], flipped taps of phase (ry, rx).
+            y[:, :, ry::sy, rx::sx] = F.conv2d(x, phase_taps, groups=c)
 
     # Remove the padding (and add output_padding) from the full result.
     out_h, out_w = (h - 1) * sy - 2 * py + kh + oy, (w_in - 1) * sx - 2 * px + kw + ox
-    y = F.pad(y, [0, max(px + out_w - wy * sx, 0), 0, max(py + out_h - hy * sy, 0)])
+    y = F.pad(y, [0, max(px + out_w - full_w, 0), 0, max(py + out_h - full_h, 0)])
     y = y[:, :, py : py + out_h, px : px + out_w]
     if bias is not None:
         y = y + bias.reshape(1, -1, 1, 1)
