@@ -59,6 +59,9 @@ def _fractional_shift(x, d, dim, a=3):
         mask = mask * _shift(torch.ones_like(x), k - j, dim)
     return y, mask
 
+#----------------------------------------------------------------------------
+# Images translated by (tx_px, ty_px) fractional pixels (x then y) and the mask of defined pixels.
+
 def fractional_translation(x, tx_px, ty_px, a=3):
     y, mask_x = _fractional_shift(x, tx_px, 3, a)
     y, mask_y = _fractional_shift(y, ty_px, 2, a)
