@@ -1,12 +1,17 @@
-# Tests of the demo's parts that need no mlxtend and no training: idx files through dataset_tool,
-# the class grid and the classifier-based check.
+# Tests of the demo: idx files through dataset_tool, the class grid, the judging classifier and its
+# TorchScript feature network, the learning-curve picture, and the whole demo at tiny size on
+# synthetic digits (every stage runs and every number is computed; their values are not checked).
 
+import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import PIL.Image
+import click.testing
+import pytest
 import torch
 
 import demo
@@ -39,18 +44,6 @@ def test_grid_has_one_row_per_class(tmp_path):
     assert grid.shape == (10 * 64, 4 * 64)
     assert [int(grid[cls * 64 + 5, 7]) for cls in range(10)] == [cls * 20 for cls in range(10)]
 
-def test_class_accuracy_counts_intended_classes():
-    # A stand-in classifier that reads the class from the mean brightness.
-    class Stub(torch.nn.Module):
-        def forward(self, x):
-            level = ((x.mean([1, 2, 3]) + 1) * 127.5 / 20).round().long()
-            return torch.nn.functional.one_hot(level.clamp(0, 9), 10).float()
-    rows = np.zeros([10, 5, 1, 32, 32], dtype=np.uint8)
-    for cls in range(10):
-        rows[cls] = cls * 20
-    rows[2, :2] = 0 # Two of class 2 look like class 0.
-    assert abs(demo.class_accuracy(Stub(), rows) - 48 / 50) < 1e-9
-
 def test_classifier_learns_separable_classes():
     # Ten classes drawn as bars at different heights: the CNN must separate them almost perfectly.
     rnd = np.random.RandomState(0)
@@ -62,3 +55,64 @@ def test_classifier_learns_separable_classes():
     assert accuracy > 0.95
 
 #----------------------------------------------------------------------------
+
+#----------------------------------------------------------------------------
+# Ten classes drawn as bars at different heights (28x28 like MNIST).
+
+def bar_digits(num, seed=0):
+    rnd = np.random.RandomState(seed)
+    labels = (np.arange(num) % 10).astype(np.uint8)
+    images = rnd.randint(0, 40, size=[num, 28, 28]).astype(np.uint8)
+    for i, cls in enumerate(labels):
+        images[i, 2 + 2 * cls:4 + 2 * cls, 4:24] = 255
+    return images, labels
+
+def test_feature_net_matches_the_classifier(tmp_path):
+    torch.manual_seed(0)
+    net = demo.DigitClassifier().eval()
+    demo.save_feature_net(net, str(tmp_path / 'f.pt'))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning) # torch.jit.load is deprecated; the file is TorchScript.
+        scripted = torch.jit.load(str(tmp_path / 'f.pt'))
+    images = torch.randint(0, 256, [5, 1, 32, 32], dtype=torch.uint8)
+    x = images.to(torch.float32) / 127.5 - 1
+    with torch.no_grad():
+        np.testing.assert_allclose(scripted(images.repeat([1, 3, 1, 1])).numpy(), net(x).numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(scripted(images, return_features=True).numpy(), net.features(x).numpy(), rtol=1e-5, atol=1e-5)
+    assert scripted(images, return_features=True).shape == (5, 128)
+
+def test_curve_reads_the_metric_lines_and_draws(tmp_path):
+    for metric, keys in demo.CURVE_KEYS.items():
+        with open(tmp_path / f'metric-{metric}.jsonl', 'w') as f:
+            for kimg in (0, 4, 8):
+                results = {k: 0.5 + kimg + i for i, k in enumerate(keys)}
+                f.write(json.dumps(dict(metric=metric, results=results, snapshot_pkl=f'network-snapshot-{kimg:06d}.pkl')) + '\n')
+    curve = demo.read_curve(str(tmp_path))
+    assert [row['kimg'] for row in curve] == [0, 4, 8]
+    assert curve[1]['fd_custom'] == 4.5 and curve[1]['fd_custom_real'] == 5.5 and curve[2]['acc_custom_real'] == 9.5
+    demo.save_curve(curve, str(tmp_path / 'curve.png'))
+    img = np.asarray(PIL.Image.open(tmp_path / 'curve.png'))
+    assert img.shape == (260, 900, 3) and (img == 255).mean() < 0.995 # Something was drawn.
+
+@pytest.mark.slow
+def test_whole_demo_at_tiny_size(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, 'load_mnist_5k', lambda: bar_digits(200))
+    monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path / 'cache'))
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / 'out'
+    result = click.testing.CliRunner().invoke(demo.main, [f'--outdir={out}', '--kimg=0.1', '--eval-kimg=0.05',
+        '--classifier-epochs=1', '--workers=0', '--', '--cmax=8', '--batch=8', '--map=1'])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / 'check.json').read_text())
+    for key in ['fd', 'fd_real_vs_real', 'fd_ratio', 'precision', 'recall', 'class_accuracy', 'classifier_accuracy_on_held_out_real']:
+        assert np.isfinite(report[key]), key
+    assert len(report['curve']) >= 1 # Snapshots under 1 kimg apart share one file name.
+    assert PIL.Image.open(out / 'grid.png').size == (12 * 64, 10 * 64)
+    assert PIL.Image.open(out / 'curve.png').size == (900, 260)
+
+# The demo trains with --cfg=small and no overrides: the preset carries the settings docs/demo.md chose.
+def test_small_preset_is_the_demo_recipe():
+    from training import presets
+    c = presets.get('small').config(resolution=32, gpus=1)
+    assert (c.batch_size, c.G_kwargs.synthesis_kwargs.channel_max, c.loss_kwargs.r1_gamma, c.ada_kimg) == (16, 32, 1, 100)
+    assert presets.get('paper256').config(resolution=256, gpus=8).ada_kimg == 500 # Published presets keep ADA's 500.
