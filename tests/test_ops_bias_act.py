@@ -171,3 +171,52 @@ def test_impl_on_cpu():
 # impl='cuda' on a CUDA tensor without a built kernel warns once and uses the reference.
 
 #----------------------------------------------------------------------------
+
+#----------------------------------------------------------------------------
+# The hand-fused path of impl='auto' without the CUDA kernel (linear, relu, lrelu) against 'ref':
+# equal forward values and first derivatives in float32 and float64, equal second derivatives
+# (with respect to the incoming gradient, as R1 takes them), the layout kept, and an unclamped
+# linear output that may be modified in place.
+
+@pytest.mark.parametrize('act', ['linear', 'relu', 'lrelu'])
+@pytest.mark.parametrize('clamp', [None, 0.5])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_fused_matches_ref(act, clamp, dtype, channels_last):
+    x = torch.tensor(away_from_zero([3, 4, 5, 6], seed=1), dtype=dtype)
+    x = x.to(memory_format=torch.channels_last) if channels_last else x
+    b = torch.tensor([0.5, -0.25, 0.05, 0.3], dtype=dtype)
+    results = []
+    for impl in ('ref', 'auto'):
+        xx, bb = x.detach().requires_grad_(True), b.detach().requires_grad_(True)
+        y = bias_act.bias_act(xx, bb, act=act, gain=0.7, clamp=clamp, impl=impl)
+        dy = torch.tensor(away_from_zero(y.shape, seed=2), dtype=dtype).requires_grad_(True)
+        dx, db = torch.autograd.grad(y, [xx, bb], dy, create_graph=True)
+        second = torch.autograd.grad((dx * dx).sum() + db.square().sum(), [dy])[0]
+        results.append((y, dx, db, second))
+        assert y.is_contiguous(memory_format=torch.channels_last) == channels_last
+    for ref, fused in zip(*results):
+        torch.testing.assert_close(fused, ref, rtol=1e-5, atol=1e-6) # Sums (db) may add in another order.
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+def test_fused_in_place_and_no_grad():
+    x = torch.randn([2, 3, 4, 4], requires_grad=True)
+    y = bias_act.bias_act(x, torch.zeros(3), act='linear', gain=2)
+    y.add_(1) # What resnet blocks do with the skip branch.
+    y.sum().backward()
+    assert torch.equal(x.grad, torch.full_like(x, 2.0))
+    with torch.no_grad():
+        assert torch.equal(bias_act.bias_act(x, None, act='lrelu', clamp=0.3), bias_act.bias_act(x, None, act='lrelu', clamp=0.3, impl='ref'))
+    assert bias_act.bias_act(x, None) is x
+
+#----------------------------------------------------------------------------
+# bfloat16 on the CPU: the fused path close to float64 math.
+
+@pytest.mark.parametrize('act', ['linear', 'lrelu'])
+def test_fused_bfloat16(act):
+    x = away_from_zero([2, 3, 4, 5], seed=3)
+    b = np.array([0.5, -0.25, 0.05])
+    y = bias_act.bias_act(torch.tensor(x, dtype=torch.bfloat16), torch.tensor(b), act=act, clamp=1.5)
+    assert y.dtype == torch.bfloat16
+    expected = np.clip(NUMPY_ACTS[act](x + b.reshape(1, 3, 1, 1), 0.2) * bias_act.activation_funcs[act].def_gain, -1.5, 1.5)
+    np.testing.assert_allclose(y.float().numpy(), expected, rtol=2e-2, atol=2e-2)

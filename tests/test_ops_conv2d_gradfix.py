@@ -206,3 +206,37 @@ def test_bad_arguments_raise_clear_errors():
         conv2d_gradfix.conv_transpose2d(x, torch.randn(3, 3, 3, 3))
 
 #----------------------------------------------------------------------------
+
+#----------------------------------------------------------------------------
+# Strided depthwise transposed convolutions in bfloat16 on the CPU run by phases: against float64
+# F.conv_transpose2d of the same (bfloat16-representable) values, over strides, taps, padding,
+# output_padding and both layouts; first and second derivatives against the float32 path.
+
+@pytest.mark.parametrize('kernel', [(4, 4), (3, 2), (1, 3)])
+@pytest.mark.parametrize('stride,padding,output_padding', [((2, 2), (0, 0), (0, 0)), ((2, 3), (1, 0), (1, 2)), ((3, 2), (2, 1), (0, 1))])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_depthwise_transpose_bfloat16(kernel, stride, padding, output_padding, channels_last):
+    torch.manual_seed(0)
+    x = torch.randn([2, 3, 5, 6]).bfloat16()
+    w = torch.randn([3, 1, *kernel]).bfloat16()
+    b = torch.randn([3]).bfloat16()
+    expected = torch.nn.functional.conv_transpose2d(x.double(), w.double(), b.double(), stride, padding, output_padding, groups=3)
+    x = x.to(memory_format=torch.channels_last) if channels_last else x
+    y = conv2d_gradfix.conv_transpose2d(x, w, b, stride, padding, output_padding, groups=3)
+    assert y.dtype == torch.bfloat16 and y.shape == expected.shape
+    assert y.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    torch.testing.assert_close(y.double(), expected, rtol=2e-2, atol=5e-2)
+
+def test_depthwise_transpose_bfloat16_gradients():
+    torch.manual_seed(0)
+    x = torch.randn([2, 4, 5, 5])
+    w = torch.randn([4, 1, 4, 4])
+    grads = []
+    for dtype in (torch.float32, torch.bfloat16):
+        xx = x.to(dtype).requires_grad_(True)
+        y = conv2d_gradfix.conv_transpose2d(xx, w.to(dtype), stride=2, padding=1, groups=4)
+        dx, = torch.autograd.grad(y.float().square().sum(), [xx], create_graph=True)
+        ddx, = torch.autograd.grad(dx.float().square().sum(), [xx])
+        grads.append((y.float(), dx.float(), ddx.float()))
+    for ref, low in zip(*grads):
+        torch.testing.assert_close(low, ref, rtol=5e-2, atol=5e-2 * ref.abs().max().item())

@@ -18,6 +18,7 @@ import dataclasses
 import importlib
 
 import dnnlib
+from torch_utils import precision
 
 #----------------------------------------------------------------------------
 # The family of a preset: its name in messages and the train.py options only its presets read.
@@ -121,7 +122,7 @@ stylegan2_descriptions = {
 # The StyleGAN2 family: networks of training.networks_stylegan2, loss training.loss.StyleGAN2Loss.
 
 class StyleGAN2Preset(Preset):
-    family = Family('StyleGAN2', options=('cbase', 'cmax', 'map', 'freeze_d', 'nhwc'))
+    family = Family('StyleGAN2', options=('cbase', 'cmax', 'map', 'freeze_d', 'nhwc', 'bf16'))
 
     def __init__(self, name, description, spec):
         super().__init__(name, description)
@@ -168,11 +169,14 @@ class StyleGAN2Preset(Preset):
             c.D_kwargs.block_kwargs.freeze_layers = opts.freeze_d
         mbstd = c.D_kwargs.epilogue_kwargs.mbstd_group_size
         c.D_kwargs.epilogue_kwargs.mbstd_group_size = min(mbstd, c.batch_gpu) # A group lies within one step's batch.
-        if opts.get('fp32') or device != 'cuda': # float16 only pays on CUDA.
+        mixed_dtype = precision.choose_mixed_dtype(device, fp32=opts.get('fp32'), bf16=opts.get('bf16'))
+        if mixed_dtype is None: # float32 everywhere (--fp32, or a CPU without bfloat16), unclamped.
             for kwargs in (c.G_kwargs.synthesis_kwargs, c.D_kwargs):
                 kwargs.num_fp16_res = 0
                 kwargs.conv_clamp = None
-        if opts.get('nhwc'):
+        elif mixed_dtype == 'bfloat16': # The networks' default is float16 (CUDA).
+            c.G_kwargs.synthesis_kwargs.mixed_dtype = c.D_kwargs.block_kwargs.mixed_dtype = 'bfloat16'
+        if opts.get('nhwc') or (mixed_dtype == 'bfloat16' and device == 'cpu'): # CPU bfloat16 convolutions are faster in NHWC.
             c.D_kwargs.block_kwargs.fp16_channels_last = True
             c.G_kwargs.synthesis_kwargs.fp16_channels_last = True
 

@@ -1,0 +1,158 @@
+# Mixed precision: the CPU feature detection and per-device choice (torch_utils.precision), what the
+# StyleGAN2 presets make of it, and bfloat16 blocks in the StyleGAN2 networks against float32 ones.
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import dnnlib
+from torch_utils import precision
+from torch_utils.ops import conv2d_gradfix
+from training import networks_stylegan2
+from training import presets
+
+#----------------------------------------------------------------------------
+# cpuinfo files as Linux writes them.
+
+X86_BF16 = 'processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile\n\nprocessor\t: 1\nflags\t\t: fpu avx512_bf16\n'
+X86_PLAIN = 'processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n'
+ARM_BF16 = 'processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n'
+
+@pytest.mark.parametrize('text,expected', [(X86_BF16, True), (X86_PLAIN, False), (ARM_BF16, True)])
+def test_cpu_has_bfloat16(tmp_path, text, expected):
+    path = tmp_path / 'cpuinfo'
+    path.write_text(text)
+    assert precision.cpu_has_bfloat16(str(path)) is expected
+    assert ('avx2' in precision.cpu_flags(str(path))) == text.startswith('processor\t: 0\nflags')
+    assert precision.cpu_has_bfloat16(str(tmp_path / 'missing')) is False
+
+#----------------------------------------------------------------------------
+# The dtype per device and switches, and the summary line.
+
+def test_choose_and_describe(tmp_path):
+    bf16_cpu, plain_cpu = tmp_path / 'bf16', tmp_path / 'plain'
+    bf16_cpu.write_text(X86_BF16)
+    plain_cpu.write_text(X86_PLAIN)
+    choose = precision.choose_mixed_dtype
+    assert choose('cpu', cpuinfo_path=str(bf16_cpu)) == 'bfloat16'
+    assert choose('cpu', cpuinfo_path=str(plain_cpu)) is None
+    assert choose('cpu', fp32=True, cpuinfo_path=str(bf16_cpu)) is None
+    assert choose('cuda') == 'float16' and choose('cuda', bf16=True) == 'bfloat16' and choose('cuda', fp32=True, bf16=True) is None
+    assert choose('mps') is None
+    describe = precision.describe_mixed_precision
+    assert describe('cpu', 4, 'bfloat16', cpuinfo_path=str(bf16_cpu)).startswith('bfloat16 in the 4 highest resolutions (CPU with avx512_bf16)')
+    assert 'reports no bfloat16' in describe('cpu', 0, None, cpuinfo_path=str(plain_cpu))
+    assert describe('cpu', 0, None, cpuinfo_path=str(bf16_cpu)).startswith('off, float32 everywhere (--fp32=1')
+    assert describe('cuda', 4, None).startswith('float16 in the 4 highest')
+
+#----------------------------------------------------------------------------
+# The StyleGAN2 presets: bfloat16 (with the float16 clamp and NHWC) on a bfloat16 CPU, float32 without
+# clamping on other CPUs or with --fp32, float16 or bfloat16 on CUDA.
+
+@pytest.mark.parametrize('device,has_bf16,opts,expected', [
+    ('cpu', True, {}, ('bfloat16', 4, 256, True)),
+    ('cpu', True, dict(fp32=True), (None, 0, None, None)),
+    ('cpu', False, {}, (None, 0, None, None)),
+    ('cuda', False, {}, (None, 4, 256, None)),
+    ('cuda', False, dict(bf16=True), ('bfloat16', 4, 256, None)),
+])
+def test_presets(monkeypatch, device, has_bf16, opts, expected):
+    monkeypatch.setattr(precision, 'cpu_has_bfloat16', lambda *args, **kwargs: has_bf16)
+    preset = presets.get('small')
+    c = preset.config(32, 1)
+    preset.apply_options(c, dnnlib.EasyDict(opts), device)
+    for kwargs, block in ((c.G_kwargs.synthesis_kwargs, c.G_kwargs.synthesis_kwargs), (c.D_kwargs, c.D_kwargs.block_kwargs)):
+        got = (block.get('mixed_dtype'), kwargs.num_fp16_res, kwargs.conv_clamp, block.get('fp16_channels_last'))
+        assert got == expected
+
+#----------------------------------------------------------------------------
+# Tiny StyleGAN2 G and D, float32 and the same weights with bfloat16 blocks.
+
+def make_pair(mixed_dtype='bfloat16'):
+    kwargs = dict(num_fp16_res=2, conv_clamp=256)
+    torch.manual_seed(0)
+    G = networks_stylegan2.Generator(z_dim=32, c_dim=0, w_dim=32, img_resolution=16, img_channels=3,
+        mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=256, channel_max=32, **kwargs))
+    D = networks_stylegan2.Discriminator(c_dim=0, img_resolution=16, img_channels=3, channel_base=256, channel_max=32,
+        **kwargs, epilogue_kwargs=dict(mbstd_group_size=2))
+    G_low = networks_stylegan2.Generator(z_dim=32, c_dim=0, w_dim=32, img_resolution=16, img_channels=3,
+        mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=256, channel_max=32, mixed_dtype=mixed_dtype,
+        fp16_channels_last=True, **kwargs))
+    D_low = networks_stylegan2.Discriminator(c_dim=0, img_resolution=16, img_channels=3, channel_base=256, channel_max=32,
+        **kwargs, block_kwargs=dict(mixed_dtype=mixed_dtype, fp16_channels_last=True), epilogue_kwargs=dict(mbstd_group_size=2))
+    G_low.load_state_dict(G.state_dict())
+    D_low.load_state_dict(D.state_dict())
+    return G, D, G_low, D_low
+
+# Output dtypes of the blocks, recorded by forward hooks.
+def block_dtypes(net, run):
+    dtypes = {}
+    hooks = [module.register_forward_hook(lambda m, i, o, name=name: dtypes.__setitem__(name, o[0].dtype))
+        for name, module in net.named_modules() if name.startswith(('synthesis.b', 'b')) and '.' not in name.split('synthesis.')[-1]]
+    run()
+    for hook in hooks:
+        hook.remove()
+    return dtypes
+
+#----------------------------------------------------------------------------
+# bfloat16 blocks: the top num_fp16_res resolutions run in bfloat16, the rest and the outputs in
+# float32; images and logits stay close to the float32 networks'; gradients and R1 work.
+
+def test_bfloat16_networks():
+    G, D, G_low, D_low = make_pair()
+    z = torch.randn([4, 32])
+    assert block_dtypes(G_low.synthesis, lambda: G_low(z, None)) == {'b4': torch.float32, 'b8': torch.bfloat16, 'b16': torch.bfloat16}
+    assert set(block_dtypes(G.synthesis, lambda: G(z, None)).values()) == {torch.float32}
+    img, img_low = G(z, None, noise_mode='const'), G_low(z, None, noise_mode='const')
+    assert img_low.dtype == torch.float32
+    assert (img_low - img).abs().max() < 0.05 * img.abs().max()
+    # force_fp32: float32 again (up to the NHWC weights' different convolution order).
+    torch.testing.assert_close(G_low(z, None, noise_mode='const', force_fp32=True), img, rtol=1e-5, atol=1e-5)
+
+    logits, logits_low = D(img, None), D_low(img, None)
+    assert logits_low.dtype == torch.float32
+    assert (logits_low - logits).abs().max() < 0.05 * logits.abs().max() + 1e-3
+
+    # Parameter gradients everywhere, and the R1 double backward.
+    G_low.requires_grad_(True)
+    D_low.requires_grad_(True)
+    x = G_low(z, None).detach().requires_grad_(True)
+    with conv2d_gradfix.no_weight_gradients():
+        grad, = torch.autograd.grad(D_low(x, None).sum(), [x], create_graph=True)
+    (grad.square().sum() + D_low(G_low(z, None), None).sum()).backward()
+    for net in (G_low, D_low):
+        for name, param in net.named_parameters():
+            assert param.grad is not None and torch.isfinite(param.grad).all(), name
+    assert any(param.grad.abs().sum() > 0 for param in D_low.parameters())
+
+#----------------------------------------------------------------------------
+# Pickles of blocks made before mixed_dtype existed read the class default: float32 on the CPU.
+
+def test_old_instances_and_errors():
+    _G, _D, G_low, _D_low = make_pair()
+    old = copy.deepcopy(G_low)
+    for module in old.modules():
+        module.__dict__.pop('mixed_dtype', None)
+    assert set(block_dtypes(old.synthesis, lambda: old(torch.randn([2, 32]), None)).values()) == {torch.float32}
+    with pytest.raises(ValueError, match='mixed_dtype must be one of'):
+        make_pair(mixed_dtype='float8')
+
+#----------------------------------------------------------------------------
+# The factored demodulation of reduced precision (styles^2 @ sum_k W^2) against the explicit per-sample
+# weights, both in float64 (float64 input takes the factored path, as any dtype other than float32).
+
+def test_factored_demodulation():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal([3, 5, 6, 6])
+    weight = rng.standard_normal([4, 5, 3, 3])
+    styles = rng.standard_normal([3, 5])
+    w = weight[np.newaxis] * styles[:, np.newaxis, :, np.newaxis, np.newaxis] # [NOIkk]
+    w = w / np.sqrt((w ** 2).sum(axis=(2, 3, 4), keepdims=True) + 1e-8)
+    expected = np.stack([torch.nn.functional.conv2d(torch.tensor(x[i:i + 1]), torch.tensor(w[i]), padding=1)[0].numpy() for i in range(3)])
+    y = networks_stylegan2.modulated_conv2d(torch.tensor(x), torch.tensor(weight), torch.tensor(styles), padding=1, fused_modconv=False)
+    assert y.dtype == torch.float64
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-10, atol=1e-10)
+
+#----------------------------------------------------------------------------
