@@ -73,7 +73,7 @@ def dry_run_config(kind, datasets, fp32):
         args.append('--fp32=1')
     result = click.testing.CliRunner().invoke(train.main, args)
     if result.exit_code != 0:
-        raise RuntimeError(f'train.py --dry-run failed in {ROOT}: {result.output.strip()[-500:]}')
+        raise RuntimeError(f'train.py --dry-run failed: {result.output.strip()[-500:]} {result.exception!r}')
     return json.loads(result.output)
 
 #----------------------------------------------------------------------------
