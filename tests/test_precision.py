@@ -156,3 +156,14 @@ def test_factored_demodulation():
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-10, atol=1e-10)
 
 #----------------------------------------------------------------------------
+# The start-of-training summary names the precision.
+
+def test_summary_line(capsys, monkeypatch):
+    from training import launch
+    monkeypatch.setattr(precision, 'cpu_flags', lambda *args, **kwargs: {'avx512_bf16'})
+    c = dnnlib.EasyDict(num_gpus=1, device='cpu', batch_size=8, batch_gpu=8, total_kimg=1, training_set_kwargs={},
+        G_kwargs=dict(synthesis_kwargs=dict(num_fp16_res=4, mixed_dtype='bfloat16')))
+    launch.print_summary(c, 'run')
+    assert 'Mixed precision:     bfloat16 in the 4 highest resolutions (CPU with avx512_bf16)' in capsys.readouterr().out
+
+#----------------------------------------------------------------------------
