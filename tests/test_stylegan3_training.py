@@ -180,3 +180,23 @@ def test_tiny_training_and_generate(tmp_path, data, cfg):
     assert sorted(os.listdir(tmp_path / 'out')) == ['seed0000.png', 'seed0001.png']
 
 #----------------------------------------------------------------------------
+# Exact resume of a StyleGAN3-R run while D's input blur is fading and the magnitude EMAs move: a run to
+# 4 images continued to 8 equals a straight run to 8 (networks, optimizer moments, loss state).
+
+@pytest.mark.slow
+def test_stylegan3_exact_resume(tmp_path, data):
+    from test_training import assert_states_equal, dry_run_options, final_state, launch_options, run_main # pylint: disable=import-outside-toplevel
+    args = [f'--data={data}', '--cfg=stylegan3-r', '--gamma=1', '--device=cpu', '--cbase=128', '--cmax=8', '--batch=2',
+        '--workers=0', '--tick=0.004', '--snap=1', '--metrics=none', '--kimg=0.008']
+    c = dry_run_options([f'--outdir={tmp_path / "straight"}'] + args)
+    c.loss_kwargs.blur_fade_kimg = 0.008 # Sigma 10 -> 0 over this run.
+    straight = final_state(launch_options(c, tmp_path / 'straight'))
+    run_dir = launch_options(dnnlib.EasyDict(c, total_kimg=0.004), tmp_path / 'split')
+    assert final_state(run_dir)['cur_nimg'] == 4
+    run_main([f'--outdir={tmp_path / "split"}', f'--resume={run_dir}', '--kimg=0.008'])
+    resumed = final_state(run_dir)
+    assert_states_equal(resumed, straight)
+    ema = [v for k, v in resumed['G_ema'].items() if k.endswith('magnitude_ema')]
+    assert ema and not all(float(v) == 1 for v in ema)
+
+#----------------------------------------------------------------------------
