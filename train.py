@@ -346,8 +346,8 @@ def continue_run(opts, explicit):
         raise ValueError(f'--resume: {run_dir} has no training-state-*.pt yet; start it again instead.')
     c.resume_state = state
     c.resume_pkl = None
-    for name, key in (('kimg', 'total_kimg'), ('tick', 'kimg_per_tick'), ('workers', None), ('metrics', 'metrics')):
-        if name in explicit and key is not None:
+    for name, key in (('kimg', 'total_kimg'), ('tick', 'kimg_per_tick'), ('keep_states', 'keep_states'), ('metrics', 'metrics')):
+        if name in explicit:
             c[key] = opts[name] if name != 'metrics' else _check_metrics(opts.metrics)
     if 'snap' in explicit:
         c.image_snapshot_ticks = c.network_snapshot_ticks = opts.snap

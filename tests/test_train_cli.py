@@ -225,6 +225,18 @@ def test_continue_errors(tmp_path, data):
     assert_error(invoke([f'--outdir={tmp_path}', f'--resume={run_dir}', '--kimg=5']), 'has no training-state-*.pt')
     assert_error(invoke([f'--outdir={tmp_path}', f'--resume={tmp_path}']), 'has no training_options.json')
 
+# Continuing a run directory applies each changeable option that is given (here --keep-states too).
+def test_continue_applies_changeable_options(tmp_path, data):
+    c = dry_run([f'--outdir={tmp_path}', f'--data={data}', '--cfg=small', '--device=cpu', '--metrics=none'])
+    run_dir = tmp_path / '00000-run'
+    os.makedirs(run_dir)
+    with open(run_dir / 'training_options.json', 'w') as f:
+        json.dump(c, f)
+    (run_dir / 'training-state-000000.pt').write_bytes(b'')
+    c = dry_run([f'--outdir={tmp_path}', f'--resume={run_dir}', '--kimg=3', '--tick=2', '--snap=5', '--keep-states=7', '--workers=1'])
+    assert (c.total_kimg, c.kimg_per_tick, c.network_snapshot_ticks, c.keep_states) == (3, 2, 5, 7)
+    assert c.data_loader_kwargs.num_workers == 1 and c.resume_state.endswith('training-state-000000.pt')
+
 #----------------------------------------------------------------------------
 # The preset interface: every family option is an option of train.py, and each belongs to its family.
 def test_family_options_are_train_options():
