@@ -33,6 +33,9 @@ def no_weight_gradients(disable=True):
 
     Args:
         disable: True to skip weight gradients, False to compute them (for nesting).
+
+    Returns:
+        A context manager; nothing is bound by `with ... as`.
     """
     token = _weight_gradients_disabled.set(bool(disable))
     try:
@@ -44,6 +47,11 @@ def no_weight_gradients(disable=True):
 # Whether weight gradients are currently skipped.
 
 def weight_gradients_disabled():
+    """Whether the calling context is inside `no_weight_gradients()`.
+
+    Returns:
+        bool.
+    """
     return _weight_gradients_disabled.get()
 
 #----------------------------------------------------------------------------
