@@ -203,7 +203,7 @@ def _check_metric_detectors(metrics):
     try:
         metric_main.load_metric_detectors(metrics)
     except (OSError, ValueError) as e:
-        raise click.ClickException(f'--metrics={",".join(metrics)}: {e}; or pass --metrics=none to train without metrics.') from None
+        raise click.ClickException(f'--metrics={",".join(metrics)}: {str(e).rstrip(".")}; or pass --metrics=none to train without metrics.') from None
 
 #----------------------------------------------------------------------------
 # Options of a new run: preset, then the user's overrides, then the dataset's facts.
