@@ -349,6 +349,9 @@ def continue_run(opts, explicit):
     for name, key in (('kimg', 'total_kimg'), ('tick', 'kimg_per_tick'), ('keep_states', 'keep_states'), ('metrics', 'metrics')):
         if name in explicit:
             c[key] = opts[name] if name != 'metrics' else _check_metrics(opts.metrics)
+    if launch.state_nimg(state) >= round(c.total_kimg * 1000):
+        raise ValueError(f'--resume: {run_dir} has already trained {launch.state_nimg(state) / 1000:g} of its {c.total_kimg:g} kimg; '
+            'pass a larger --kimg to train longer.')
     if 'snap' in explicit:
         c.image_snapshot_ticks = c.network_snapshot_ticks = opts.snap
     if 'workers' in explicit:

@@ -236,6 +236,9 @@ def test_continue_applies_changeable_options(tmp_path, data):
     c = dry_run([f'--outdir={tmp_path}', f'--resume={run_dir}', '--kimg=3', '--tick=2', '--snap=5', '--keep-states=7', '--workers=1'])
     assert (c.total_kimg, c.kimg_per_tick, c.network_snapshot_ticks, c.keep_states) == (3, 2, 5, 7)
     assert c.data_loader_kwargs.num_workers == 1 and c.resume_state.endswith('training-state-000000.pt')
+    torch.save(dict(cur_nimg=3000), run_dir / 'training-state-000003.pt') # A finished run: only a longer --kimg continues it.
+    assert_error(invoke([f'--outdir={tmp_path}', f'--resume={run_dir}', '--kimg=3']), 'has already trained 3 of its 3 kimg', 'larger --kimg')
+    assert dry_run([f'--outdir={tmp_path}', f'--resume={run_dir}', '--kimg=4']).resume_state.endswith('training-state-000003.pt')
 
 #----------------------------------------------------------------------------
 # The preset interface: every family option is an option of train.py, and each belongs to its family.
