@@ -17,10 +17,12 @@ import copy
 import inspect
 import json
 import os
+import re
 
 import click
 
 import dnnlib
+from torch_utils import misc
 from training import augment
 from training import launch
 from training import network_files
@@ -244,7 +246,7 @@ def resolve_options(opts, explicit):
     _check_family_options(preset, explicit)
     preset.apply_options(c, opts, device)
     _apply_augmentation(c, opts)
-    _apply_resume_pkl(c, opts)
+    _apply_resume_pkl(c, opts, data)
     _fill_loop_defaults(c)
     return c, launch.describe(data.name, opts, c)
 
@@ -314,7 +316,7 @@ def _apply_augmentation(c, opts):
             c.augment_p = opts.p
 
 # --resume=<network>: transfer learning from those weights, with ADA reacting faster and no EMA ramp-up.
-def _apply_resume_pkl(c, opts):
+def _apply_resume_pkl(c, opts, data):
     c.resume_pkl = None
     c.resume_state = None
     if opts.resume is None:
@@ -323,12 +325,34 @@ def _apply_resume_pkl(c, opts):
         raise ValueError(f'--resume: {opts.resume} is neither a run directory, a network file nor a URL.')
     c.resume_pkl = opts.resume
     c.resume_trust_code = opts.trust_code
-    try: # Refused or broken files stop here, before a run directory exists.
-        network_files.load_network_pkl(opts.resume, trust_code=opts.trust_code)
+    if re.fullmatch(r'training-state-\d+\.pt', os.path.basename(opts.resume)):
+        raise ValueError(f'--resume: {opts.resume} is a training state; to continue its run, pass the run directory '
+            f'(--resume={os.path.dirname(opts.resume) or "."}).')
+    try: # Refused, broken or unfitting files stop here, before a run directory exists.
+        resume_data = network_files.load_network_pkl(opts.resume, trust_code=opts.trust_code)
     except network_files.NetworkLoadError as err:
         raise ValueError(f'--resume: {err}') from None
+    _check_resume_fits(c, opts, data, resume_data)
     c.ada_kimg = 100
     c.ema_rampup = None
+
+# The file's G and D fit the configured ones as the loop copies them (misc.copy_params_and_buffers: tensors
+# of the same name, equal shapes), and share at least one tensor name (else nothing would be copied).
+def _check_resume_fits(c, opts, data, resume_data):
+    common = dict(c_dim=data.label_dim, img_resolution=data.resolution, img_channels=data.num_channels)
+    for name, kwargs in (('G', c.G_kwargs), ('D', c.D_kwargs)):
+        if resume_data.get(name) is None:
+            continue
+        net = dnnlib.util.construct_class_by_name(**kwargs, **common)
+        src_names = {n for n, _ in misc.named_params_and_buffers(resume_data[name])}
+        if not src_names & {n for n, _ in misc.named_params_and_buffers(net)}:
+            raise ValueError(f'--resume: the {name} in {opts.resume} shares no weights '
+                f'with --cfg={opts.cfg}\'s {kwargs.class_name} (it is a {type(resume_data[name]).__module__}.{type(resume_data[name]).__name__}); pick the --cfg of the network family it was trained with.')
+        try:
+            misc.copy_params_and_buffers(resume_data[name], net, require_all=False)
+        except ValueError as err:
+            raise ValueError(f'--resume: the {name} in {opts.resume} does not fit this configuration ({err}); '
+                'give the --cfg and size options (--cbase, --cmax, --ch, ...) it was trained with.') from None
 
 #----------------------------------------------------------------------------
 # --resume=<run dir>: the run's own options, its latest training state, and the few changeable options.

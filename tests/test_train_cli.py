@@ -240,6 +240,30 @@ def test_continue_applies_changeable_options(tmp_path, data):
     assert_error(invoke([f'--outdir={tmp_path}', f'--resume={run_dir}', '--kimg=3']), 'has already trained 3 of its 3 kimg', 'larger --kimg')
     assert dry_run([f'--outdir={tmp_path}', f'--resume={run_dir}', '--kimg=4']).resume_state.endswith('training-state-000003.pt')
 
+# --resume=<network> that the configuration cannot take (other sizes, another family) or a training
+# state instead of its run directory: one line before a run directory exists (the loop would raise
+# mid-start, or copy nothing and train from scratch).
+def test_resume_network_must_fit(tmp_path, data):
+    from training import network_files, networks_biggan, networks_stylegan2
+    G = networks_stylegan2.Generator(z_dim=128, c_dim=3, w_dim=128, img_resolution=16, img_channels=3,
+        mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=256, channel_max=16))
+    network_files.save_network_pkl(str(tmp_path / 'sg2.pkl'), dict(G=G, G_ema=G))
+    G = networks_biggan.Generator(z_dim=16, c_dim=3, img_resolution=16, img_channels=3, ch=2)
+    network_files.save_network_pkl(str(tmp_path / 'biggan.pkl'), dict(G=G, G_ema=G))
+    outdir = tmp_path / 'runs'
+    args = [f'--outdir={outdir}', f'--data={data}', '--device=cpu', '--metrics=none', '--cond=1', '--map=1']
+    ok = dry_run(args + ['--cfg=small', '--cbase=256', '--cmax=16', f'--resume={tmp_path / "sg2.pkl"}'])
+    assert ok.resume_pkl == str(tmp_path / 'sg2.pkl')
+    assert_error(invoke(args + ['--cfg=small', '--cbase=256', '--cmax=32', f'--resume={tmp_path / "sg2.pkl"}']),
+        'the G in', 'does not fit this configuration', 'shape mismatch', '--cbase')
+    assert_error(invoke(args + ['--cfg=small', f'--resume={tmp_path / "biggan.pkl"}']),
+        'shares no weights with --cfg=small', 'training.networks_biggan.Generator')
+    (tmp_path / 'run').mkdir()
+    torch.save(dict(cur_nimg=0), tmp_path / 'run' / 'training-state-000000.pt')
+    assert_error(invoke(args + ['--cfg=small', f'--resume={tmp_path / "run" / "training-state-000000.pt"}']),
+        'is a training state', f'--resume={tmp_path / "run"}')
+    assert not outdir.exists()
+
 #----------------------------------------------------------------------------
 # The preset interface: every family option is an option of train.py, and each belongs to its family.
 def test_family_options_are_train_options():
