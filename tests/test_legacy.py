@@ -249,6 +249,26 @@ def test_force_fp16(tmp_path):
     assert loaded['D'].b16.use_fp16
     assert_same_outputs(data, loaded) # On the CPU the fp16 blocks run in float32; the clamp is not reached.
 
+# StyleGAN3's G takes the settings next to its other arguments (as the original's legacy.py); a
+# family without float16 blocks (BigGAN) is a one-line NetworkLoadError, not a TypeError.
+def test_force_fp16_other_families(tmp_path):
+    from training import networks_biggan, networks_stylegan3 # pylint: disable=import-outside-toplevel
+    torch.manual_seed(0)
+    G = networks_stylegan3.Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, channel_base=256,
+        channel_max=16, num_layers=4, num_fp16_res=0, conv_clamp=None).eval()
+    path = str(tmp_path / 'sg3.pkl')
+    legacy.save_network_pkl(path, dict(G=G, G_ema=G))
+    loaded = legacy.load_network_pkl(path, force_fp16=True)['G_ema']
+    assert loaded.init_kwargs.num_fp16_res == 4 and loaded.init_kwargs.conv_clamp == 256
+    assert all(layer.use_fp16 and layer.conv_clamp == 256 for layer in loaded.synthesis.children() if hasattr(layer, 'use_fp16'))
+    z = torch.randn([2, 8])
+    with torch.no_grad():
+        assert torch.equal(loaded(z, None), G(z, None)) # float32 on the CPU; the clamp is not reached.
+    G = networks_biggan.Generator(z_dim=16, c_dim=0, img_resolution=16, img_channels=3, ch=2)
+    legacy.save_network_pkl(path, dict(G=G, G_ema=G))
+    with pytest.raises(legacy.NetworkLoadError, match=r'force_fp16: G \(training.networks_biggan.Generator\) has no float16 blocks'):
+        legacy.load_network_pkl(path, force_fp16=True)
+
 #----------------------------------------------------------------------------
 # Safetensors: weights plus JSON, rebuilt without unpickling; identical outputs.
 

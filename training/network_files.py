@@ -16,6 +16,7 @@ import torch
 
 import dnnlib
 from torch_utils import misc
+from torch_utils import persistence
 from training import safe_pickle
 from training import source_fingerprints
 
@@ -197,7 +198,9 @@ def _check_data(data, name):
     return data
 
 #----------------------------------------------------------------------------
-# Rebuild G, D, G_ema with float16 in the top 4 resolutions and conv_clamp 256.
+# Rebuild G, D, G_ema with float16 in the top 4 resolutions and conv_clamp 256: the settings go
+# into synthesis_kwargs where the constructor has them (StyleGAN2's G), else next to the other
+# arguments (StyleGAN2's D, StyleGAN3's G). Families without float16 blocks are an error.
 
 def _force_fp16(data):
     for key in NETWORK_KEYS:
@@ -205,18 +208,26 @@ def _force_fp16(data):
         if old is None:
             continue
         kwargs = copy.deepcopy(old.init_kwargs)
-        if key.startswith('G'):
-            kwargs.synthesis_kwargs = dnnlib.EasyDict(kwargs.get('synthesis_kwargs', {}))
-            kwargs.synthesis_kwargs.num_fp16_res = 4
-            kwargs.synthesis_kwargs.conv_clamp = 256
-        else:
-            kwargs.num_fp16_res = 4
-            kwargs.conv_clamp = 256
+        fp16_kwargs = kwargs
+        if _init_parameters(type(old)).get('synthesis_kwargs', inspect.Parameter.VAR_KEYWORD) != inspect.Parameter.VAR_KEYWORD:
+            fp16_kwargs = kwargs.synthesis_kwargs = dnnlib.EasyDict(kwargs.get('synthesis_kwargs', {}))
+        fp16_kwargs.num_fp16_res = 4
+        fp16_kwargs.conv_clamp = 256
         if kwargs != old.init_kwargs:
-            new = type(old)(*old.init_args, **kwargs).train(old.training).requires_grad_(False)
+            try:
+                new = type(old)(*old.init_args, **kwargs).train(old.training).requires_grad_(False)
+            except TypeError as err:
+                raise NetworkLoadError(f'force_fp16: {key} ({type(old).__module__}.{type(old).__name__}) has no float16 '
+                    f'blocks to switch on ({_one_line(err)})') from err
             misc.copy_params_and_buffers(old, new, require_all=True)
             data[key] = new
     return data
+
+# {name: kind} of a class's own constructor parameters (a persistent class's wrapper takes *args, **kwargs).
+def _init_parameters(cls):
+    if persistence.is_persistent(cls):
+        cls = cls.__mro__[1]
+    return {name: param.kind for name, param in inspect.signature(cls.__init__).parameters.items()}
 
 #----------------------------------------------------------------------------
 # Safetensors export: tensors under '<key>.<state_dict name>', and the metadata entry
