@@ -56,6 +56,9 @@ def lpips_features(vgg16, images):
 # Mean and spread of W: w_avg [1, 1, w_dim] and the scalar w_std = sqrt(E|w - w_avg|^2) over random z.
 
 def compute_w_stats(G, w_avg_samples, device):
+    if not hasattr(G, 'mapping'):
+        raise ValueError(f'The projector optimises a W latent; this {type(G).__module__}.{type(G).__name__} has no mapping '
+            'network (StyleGAN2 and StyleGAN3 generators have one)')
     if G.c_dim != 0:
         raise ValueError(f'The projector works with unconditional networks; this one takes {G.c_dim}-dimensional labels')
     z_samples = np.random.RandomState(123).randn(w_avg_samples, G.z_dim)

@@ -115,3 +115,17 @@ def test_bad_arguments(det_dir, tmp_path, args, message):
     result = click.testing.CliRunner().invoke(projector.run_projection, [x for kv in opts.items() for x in kv] +
         ['--num-steps', '1', '--outdir', str(tmp_path / 'o'), '--device', 'cpu'])
     assert result.exit_code != 0 and message in result.output, result.output
+
+# A generator without a mapping network (BigGAN) is a one-line error, not an AttributeError.
+def test_generator_without_mapping(det_dir, tmp_path):
+    from training import networks_biggan # pylint: disable=import-outside-toplevel
+    pkl = str(tmp_path / 'biggan.pkl')
+    G = networks_biggan.Generator(z_dim=16, c_dim=0, img_resolution=16, img_channels=3, ch=2)
+    legacy.save_network_pkl(pkl, dict(G=None, D=None, G_ema=G, augment_pipe=None, training_set_kwargs=None))
+    PIL.Image.new('RGB', (16, 16)).save(tmp_path / 't.png')
+    result = click.testing.CliRunner().invoke(projector.run_projection, ['--network', pkl, '--target', str(tmp_path / 't.png'),
+        '--num-steps', '1', '--outdir', str(tmp_path / 'o'), '--device', 'cpu'])
+    assert result.exit_code == 1 and 'training.networks_biggan.Generator has no mapping network' in result.output, result.output
+    assert isinstance(result.exception, SystemExit)
+
+#----------------------------------------------------------------------------
