@@ -10,10 +10,10 @@ import click
 import torch
 
 import dnnlib
-import legacy
 from metrics import custom_features
 from metrics import metric_main
 from metrics import metric_utils
+from training import network_files
 from training.inference import resolve_device
 
 #----------------------------------------------------------------------------
@@ -148,8 +148,8 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, num_gpus, device, verb
     if verbose:
         print(f'Loading network from "{network_pkl}"...')
     try:
-        network_dict = legacy.load_network_pkl(network_pkl, trust_code=trust_code, log=print if verbose else None)
-    except (legacy.NetworkLoadError, OSError) as err:
+        network_dict = network_files.load_network_pkl(network_pkl, trust_code=trust_code, log=print if verbose else None)
+    except (network_files.NetworkLoadError, OSError) as err:
         raise click.ClickException(str(err)) from err
     args.G = network_dict['G_ema']
 
