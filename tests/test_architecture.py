@@ -156,3 +156,14 @@ def test_atomic_writes_go_through_dnnlib():
     assert stale == [], 'no longer needs its exception: remove it from OWN_RENAME_ALLOWED'
 
 #----------------------------------------------------------------------------
+# README's layout section lists every file of training/ on a line of its own.
+
+def test_readme_layout_lists_every_training_file():
+    with open(os.path.join(ROOT, 'README.md'), encoding='utf-8') as f:
+        layout = f.read().split('## Layout', 1)[1].split('\n## ', 1)[0]
+    listed = {line.split()[0] for line in layout.splitlines() if line.startswith('  ') and line.split()[0].endswith('.py')}
+    files = {os.path.basename(p) for p in LIBRARY if p.startswith('training' + os.sep) and not p.endswith('__init__.py')}
+    assert files - listed == set(), 'add these to the README layout'
+    assert listed - files == set(), 'the README layout names files that do not exist'
+
+#----------------------------------------------------------------------------
