@@ -25,9 +25,10 @@ def normalize_2nd_moment(x, dim=1, eps=1e-8):
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
 
 #----------------------------------------------------------------------------
-# Modulated convolution as StyleGAN3 runs it (paper, appendix F): weights and styles are first
-# normalised (so float16 stays in range), then modulated, demodulated, scaled by the input gain
-# (the inverse of the tracked input magnitude), and applied as one grouped convolution.
+# Modulated convolution as StyleGAN3 runs it (paper, appendix F). Every weight w[o,i] of sample n
+# is scaled by the style s[n,i], the input gain g[n,i] and (with demodulation) d[n,o], the inverse
+# L2 norm of the modulated filter, d[n,o] = 1 / sqrt(sum_i s[n,i]^2 sum_kk w[o,i]^2). Weights and
+# styles are first brought to unit RMS (demodulation cancels that scale; float16 stays in range).
 
 @misc.profiled_function
 def modulated_conv2d(
@@ -44,26 +45,22 @@ def modulated_conv2d(
     misc.assert_shape(w, [out_channels, in_channels, kh, kw]) # [OIkk]
     misc.assert_shape(x, [batch_size, in_channels, None, None]) # [NIHW]
     misc.assert_shape(s, [batch_size, in_channels]) # [NI]
-
-    # Pre-normalise the inputs (demodulation makes the result invariant to these scales).
     if demodulate:
-        w = w * w.square().mean([1, 2, 3], keepdim=True).rsqrt()
+        w = w * w.square().mean(dim=[1, 2, 3], keepdim=True).rsqrt()
         s = s * s.square().mean().rsqrt()
 
-    # Modulate, demodulate, apply the input gain.
-    w = w.unsqueeze(0) * s.reshape(batch_size, 1, in_channels, 1, 1) # [NOIkk]
+    # Per-sample, per-input-channel factor and per-sample, per-output-channel factor.
+    in_scale = s if input_gain is None else s * input_gain.expand(batch_size, in_channels) # [NI]
+    w_per_sample = w.unsqueeze(0) * in_scale[:, None, :, None, None] # [NOIkk]
     if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt() # [NO]
-        w = w * dcoefs.reshape(batch_size, out_channels, 1, 1, 1) # [NOIkk]
-    if input_gain is not None:
-        input_gain = input_gain.expand(batch_size, in_channels) # [NI]
-        w = w * input_gain.reshape(batch_size, 1, in_channels, 1, 1) # [NOIkk]
+        filter_energy = s.square() @ w.square().sum(dim=[2, 3]).t() # [NO]
+        w_per_sample = w_per_sample * (filter_energy + 1e-8).rsqrt()[:, :, None, None, None] # [NOIkk]
 
-    # One grouped convolution: the batch becomes the groups.
-    x = x.reshape(1, -1, *x.shape[2:]) # [1,NI,H,W]
-    w = w.reshape(-1, in_channels, kh, kw) # [NO,I,k,k]
-    x = conv2d_gradfix.conv2d(input=x, weight=w.to(x.dtype), padding=padding, groups=batch_size)
-    return x.reshape(batch_size, -1, *x.shape[2:]) # [NOHW]
+    # The batch becomes the groups of a single convolution.
+    x = x.reshape(1, batch_size * in_channels, *x.shape[2:]) # [1,NI,H,W]
+    w_per_sample = w_per_sample.reshape(batch_size * out_channels, in_channels, kh, kw) # [NO,I,k,k]
+    y = conv2d_gradfix.conv2d(input=x, weight=w_per_sample.to(x.dtype), padding=padding, groups=batch_size)
+    return y.reshape(batch_size, out_channels, *y.shape[2:]) # [NOHW]
 
 #----------------------------------------------------------------------------
 # Fully connected layer with equalised learning rate: weights stored as N(0,1) * weight_init /
@@ -166,17 +163,25 @@ class MappingNetwork(torch.nn.Module):
         return f'z_dim={self.z_dim:d}, c_dim={self.c_dim:d}, w_dim={self.w_dim:d}, num_ws={self.num_ws:d}'
 
 #----------------------------------------------------------------------------
-# Per-sample 3x3 matrices from the input's affine output t = (r_c, r_s, t_x, t_y) (paper sec. 3.2):
-# t is divided by |(r_c, r_s)|, then the result is R(t') @ T(-t') -- an inverse rotation and an inverse
-# translation of the output image, applied in the input's coordinates.
+# The learned part of the input's transform (paper sec. 3.2). The affine output t = (r_c, r_s, t_x, t_y)
+# is divided by |(r_c, r_s)|, so (r_c, r_s) = (cos a, sin a); the result maps output coordinates p to
+# input coordinates R(a) (p - t), i.e. it undoes a rotation by a after a translation by t. [N33]
 
 def _learned_input_transforms(t):
     t = t / t[:, :2].norm(dim=1, keepdim=True)
-    rc, rs, tx, ty = t.unbind(dim=1)
-    one, zero = torch.ones_like(rc), torch.zeros_like(rc)
-    m_r = torch.stack([rc, -rs, zero, rs, rc, zero, zero, zero, one], dim=1).reshape(-1, 3, 3)
-    m_t = torch.stack([one, zero, -tx, zero, one, -ty, zero, zero, one], dim=1).reshape(-1, 3, 3)
-    return m_r @ m_t
+    cos_a, sin_a, tx, ty = t.unbind(dim=1)
+    zero, one = torch.zeros_like(cos_a), torch.ones_like(cos_a)
+    rows = [cos_a, -sin_a, sin_a * ty - cos_a * tx,
+            sin_a,  cos_a, -sin_a * tx - cos_a * ty,
+            zero,   zero,  one]
+    return torch.stack(rows, dim=1).reshape(-1, 3, 3)
+
+#----------------------------------------------------------------------------
+# Pixel-centre coordinates of `size` samples at `sampling_rate` samples per unit length, centred on
+# the origin: (i + 1/2 - size/2) / sampling_rate.
+
+def _pixel_centres(size, sampling_rate, device):
+    return (torch.arange(int(size), dtype=torch.float32, device=device) + (0.5 - size / 2)) / sampling_rate
 
 #----------------------------------------------------------------------------
 # Input of the synthesis network (paper sec. 3.2 and appendix F): `channels` Fourier features of
@@ -201,70 +206,103 @@ class SynthesisInput(torch.nn.Module):
         self.sampling_rate = sampling_rate
         self.bandwidth = bandwidth
 
-        # Frequencies: directions uniform, radii shaped to fill the disc, scaled to the bandwidth.
+        # Frequencies: a Gaussian vector of length r rescaled to length exp(-r^2 / 4) (so the points
+        # spread over the unit disc), times the bandwidth; phases uniform in [-1/2, 1/2).
         freqs = torch.randn([channels, 2])
-        radii = freqs.square().sum(dim=1, keepdim=True).sqrt()
-        freqs /= radii * radii.square().exp().pow(0.25)
-        freqs *= bandwidth
+        radii = freqs.norm(dim=1, keepdim=True)
+        freqs = freqs / (radii * torch.exp(radii.square() / 4)) * bandwidth
         phases = torch.rand([channels]) - 0.5
 
-        # Trainable parts and buffers.
-        self.weight = torch.nn.Parameter(torch.randn([channels, channels]))
-        self.affine = FullyConnectedLayer(w_dim, 4, weight_init=0, bias_init=[1, 0, 0, 0])
-        self.register_buffer('transform', torch.eye(3, 3)) # User-specified inverse transform wrt. the output image.
-        self.register_buffer('freqs', freqs)
-        self.register_buffer('phases', phases)
+        self.weight = torch.nn.Parameter(torch.randn([channels, channels])) # Channel mixing [CC].
+        self.affine = FullyConnectedLayer(w_dim, 4, weight_init=0, bias_init=[1, 0, 0, 0]) # Starts at the identity.
+        self.register_buffer('transform', torch.eye(3, 3)) # User's output -> input coordinate map.
+        self.register_buffer('freqs', freqs) # [C2]
+        self.register_buffer('phases', phases) # [C]
 
     def forward(self, w):
         misc.assert_shape(w, [None, self.w_dim])
-        transforms = _learned_input_transforms(self.affine(w)) @ self.transform.unsqueeze(0) # [N33]
+        m = _learned_input_transforms(self.affine(w)) @ self.transform.unsqueeze(0) # [N33]
 
-        # Move the frequencies and phases; dampen what the transform pushed out of band.
-        freqs = self.freqs.unsqueeze(0) @ transforms[:, :2, :2] # [NC2]
-        phases = self.phases.unsqueeze(0) + (self.freqs.unsqueeze(0) @ transforms[:, :2, 2:]).squeeze(2) # [NC]
-        amplitudes = (1 - (freqs.norm(dim=2) - self.bandwidth) / (self.sampling_rate / 2 - self.bandwidth)).clamp(0, 1) # [NC]
+        # A feature sin(2 pi (<f, q> + phase)) read at q = A p + b is one of frequency A^T f and
+        # phase phase + <f, b>; its amplitude falls linearly from 1 at the bandwidth to 0 at Nyquist.
+        freqs = torch.einsum('cj,nji->nci', self.freqs, m[:, :2, :2]) # [NC2]
+        phases = self.phases.unsqueeze(0) + self.freqs.unsqueeze(0).matmul(m[:, :2, 2:]).squeeze(2) # [NC]
+        overshoot = (freqs.norm(dim=2) - self.bandwidth) / (self.sampling_rate / 2 - self.bandwidth)
+        amplitudes = (1 - overshoot).clamp(0, 1) # [NC]
 
-        # Sample sin(2 pi (<f, p> + phase)) at the pixel centres of the grid.
-        theta = torch.eye(2, 3, device=w.device)
-        theta[0, 0] = 0.5 * self.size[0] / self.sampling_rate
-        theta[1, 1] = 0.5 * self.size[1] / self.sampling_rate
-        grids = torch.nn.functional.affine_grid(theta.unsqueeze(0), [1, 1, self.size[1], self.size[0]], align_corners=False) # [1HW2]
-        x = (grids.unsqueeze(3) @ freqs.permute(0, 2, 1).unsqueeze(1).unsqueeze(2)).squeeze(3) # [NHWC]
-        x = x + phases.unsqueeze(1).unsqueeze(2)
-        x = torch.sin(x * (np.pi * 2)) * amplitudes.unsqueeze(1).unsqueeze(2)
+        # Evaluate on the pixel centres: the argument is separable in x and y.
+        xs = _pixel_centres(self.size[0], self.sampling_rate, w.device) # [W]
+        ys = _pixel_centres(self.size[1], self.sampling_rate, w.device) # [H]
+        arg = freqs[:, :, None, None, 0] * xs + freqs[:, :, None, None, 1] * ys[:, None] + phases[:, :, None, None] # [NCHW]
+        features = torch.sin(arg * (2 * np.pi)) * amplitudes[:, :, None, None] # [NCHW]
 
-        # Trainable channel mixing.
-        x = x @ (self.weight / np.sqrt(self.channels)).t()
-        x = x.permute(0, 3, 1, 2) # [NCHW]
+        # Trainable channel mixing, equalised-lr scaled.
+        x = torch.einsum('dc,nchw->ndhw', self.weight / np.sqrt(self.channels), features) # [NCHW]
         misc.assert_shape(x, [w.shape[0], self.channels, int(self.size[1]), int(self.size[0])])
-        return x
+        return x.contiguous()
 
     def extra_repr(self):
         return (f'w_dim={self.w_dim:d}, channels={self.channels:d}, size={list(self.size)}, '
             f'sampling_rate={self.sampling_rate:g}, bandwidth={self.bandwidth:g}')
 
 #----------------------------------------------------------------------------
-# Low-pass FIR filter of `numtaps` taps designed with a Kaiser window for `cutoff` and transition
-# band `width` at sampling rate `fs` (paper appendix C); radial = a 2-D jinc-based filter (the R
-# config's rotation-equivariant down-sampling). numtaps 1 = no filter (None).
+# Impulse response of the ideal 2-D low-pass whose pass band is the disc of radius `cutoff`, at
+# radius r: the inverse Fourier transform of the disc, cutoff * J1(2 pi cutoff r) / r (the jinc),
+# with its limit pi cutoff^2 at r = 0.
+
+def _jinc_lowpass(r, cutoff):
+    r_safe = np.where(r == 0, 1, r)
+    return np.where(r == 0, np.pi * cutoff ** 2, cutoff * scipy.special.j1(2 * np.pi * cutoff * r_safe) / r_safe)
+
+#----------------------------------------------------------------------------
+# Kaiser window of `numtaps` taps for transition band `width` at sampling rate `fs` (the window
+# scipy.signal.firwin uses: attenuation from the Kaiser formula, beta from the attenuation).
+
+def _kaiser_window(numtaps, width, fs):
+    attenuation = scipy.signal.kaiser_atten(numtaps, width / (fs / 2))
+    return scipy.signal.windows.kaiser(numtaps, scipy.signal.kaiser_beta(attenuation))
+
+#----------------------------------------------------------------------------
+# Low-pass FIR filter of `numtaps` taps for `cutoff` with transition band `width` at sampling rate
+# `fs` (paper appendix C). Separable filters are scipy's Kaiser-windowed sinc ([numtaps]); radial
+# ones (config R's rotation-equivariant down-sampling) are the jinc times the outer product of the
+# Kaiser window, normalised to unit DC gain ([numtaps, numtaps]). numtaps 1 = no filter (None).
 
 def design_lowpass_filter(numtaps, cutoff, width, fs, radial=False):
-    assert numtaps >= 1
+    if numtaps < 1:
+        raise ValueError(f'design_lowpass_filter: numtaps must be at least 1, got {numtaps}')
     if numtaps == 1:
         return None
     if not radial:
-        f = scipy.signal.firwin(numtaps=numtaps, cutoff=cutoff, width=width, fs=fs)
-        return torch.as_tensor(f, dtype=torch.float32)
+        return torch.as_tensor(scipy.signal.firwin(numtaps=numtaps, cutoff=cutoff, width=width, fs=fs), dtype=torch.float32)
+    taps = (np.arange(numtaps) - (numtaps - 1) / 2) / fs # Tap positions in units of length.
+    r = np.sqrt(taps[:, None] ** 2 + taps[None, :] ** 2) # [numtaps, numtaps]
+    window = _kaiser_window(numtaps, width, fs)
+    f = _jinc_lowpass(r, cutoff) * window[:, None] * window[None, :]
+    return torch.as_tensor(f / f.sum(), dtype=torch.float32)
 
-    # Ideal radially symmetric low-pass (jinc), Kaiser-windowed along both axes, unit DC gain.
-    x = (np.arange(numtaps) - (numtaps - 1) / 2) / fs
-    r = np.hypot(*np.meshgrid(x, x))
-    f = scipy.special.j1(2 * cutoff * (np.pi * r)) / (np.pi * r)
-    beta = scipy.signal.kaiser_beta(scipy.signal.kaiser_atten(numtaps, width / (fs / 2)))
-    window = np.kaiser(numtaps, beta)
-    f *= np.outer(window, window)
-    f /= np.sum(f)
-    return torch.as_tensor(f, dtype=torch.float32)
+#----------------------------------------------------------------------------
+# Integer ratio between two sampling rates; a ValueError names the rates when it is not one.
+
+def _rate_ratio(high_rate, low_rate):
+    ratio = int(np.rint(high_rate / low_rate))
+    if low_rate * ratio != high_rate:
+        raise ValueError(f'sampling rate {high_rate:g} is not an integer multiple of {low_rate:g}')
+    return ratio
+
+#----------------------------------------------------------------------------
+# Padding [x0, x1, y0, y1] that filtered_lrelu applies to the up-sampled conv output so that its
+# result has exactly out_size samples. Along one axis the conv ("full", padding k - 1) gives
+# n = in_size + k - 1 samples, zero insertion n * up, the two FIR filters remove taps - 1 each and
+# decimation by `down` needs (out_size - 1) * down + 1: the total padding is the difference. The low
+# side gets half of it plus up / 2, which puts each input sample at the centre of its up-sampled cell.
+
+def _alias_free_padding(in_size, out_size, conv_kernel, up, down, up_taps, down_taps):
+    needed = (out_size - 1) * down + 1 + (up_taps - 1) + (down_taps - 1) # [x, y]
+    total = needed - (in_size + conv_kernel - 1) * up # [x, y]
+    low = (total + up) // 2
+    high = total - low
+    return [int(low[0]), int(high[0]), int(low[1]), int(high[1])]
 
 #----------------------------------------------------------------------------
 # One alias-free layer (paper sec. 3.2): modulated conv, then filtered_lrelu -- up-sample to a
@@ -324,61 +362,48 @@ class SynthesisLayer(torch.nn.Module):
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
         self.register_buffer('magnitude_ema', torch.ones([]))
 
-        # Filters and padding.
-        self._design_filters(filter_size, use_radial_filters)
-        self.padding = self._padding()
-
-    # Up-sampling (in_cutoff) and down-sampling (out_cutoff) filters at the temporary rate.
-    def _design_filters(self, filter_size, use_radial_filters):
-        self.up_factor = int(np.rint(self.tmp_sampling_rate / self.in_sampling_rate))
-        assert self.in_sampling_rate * self.up_factor == self.tmp_sampling_rate
-        self.up_taps = filter_size * self.up_factor if self.up_factor > 1 and not self.is_torgb else 1
-        self.register_buffer('up_filter', design_lowpass_filter(numtaps=self.up_taps, cutoff=self.in_cutoff,
-            width=self.in_half_width * 2, fs=self.tmp_sampling_rate))
-
-        self.down_factor = int(np.rint(self.tmp_sampling_rate / self.out_sampling_rate))
-        assert self.out_sampling_rate * self.down_factor == self.tmp_sampling_rate
-        self.down_taps = filter_size * self.down_factor if self.down_factor > 1 and not self.is_torgb else 1
-        self.down_radial = use_radial_filters and not self.is_critically_sampled
-        self.register_buffer('down_filter', design_lowpass_filter(numtaps=self.down_taps, cutoff=self.out_cutoff,
-            width=self.out_half_width * 2, fs=self.tmp_sampling_rate, radial=self.down_radial))
-
-    # Padding [x0, x1, y0, y1] of the up-sampled image so that the output has out_size pixels,
-    # centred (the extra pixel of an odd total goes to the end).
-    def _padding(self):
-        pad_total = (self.out_size - 1) * self.down_factor + 1 # Size after down-sampling filter.
-        pad_total -= (self.in_size + self.conv_kernel - 1) * self.up_factor # Size after the full conv, up-sampled.
-        pad_total += self.up_taps + self.down_taps - 2 # Size lost by the two filters.
-        pad_lo = (pad_total + self.up_factor) // 2 # Shift by up_factor / 2 to centre the up-sampled samples.
-        pad_hi = pad_total - pad_lo
-        return [int(pad_lo[0]), int(pad_hi[0]), int(pad_lo[1]), int(pad_hi[1])]
+        # Resampling around the nonlinearity: up by up_factor to the temporary rate, down by
+        # down_factor to the output rate, each with a low-pass of filter_size taps per unit of factor
+        # (none where the factor is 1, nor in ToRGB).
+        self.up_factor = _rate_ratio(self.tmp_sampling_rate, in_sampling_rate)
+        self.down_factor = _rate_ratio(self.tmp_sampling_rate, out_sampling_rate)
+        self.up_taps = 1 if (is_torgb or self.up_factor == 1) else filter_size * self.up_factor
+        self.down_taps = 1 if (is_torgb or self.down_factor == 1) else filter_size * self.down_factor
+        self.down_radial = use_radial_filters and not is_critically_sampled
+        self.register_buffer('up_filter', design_lowpass_filter(numtaps=self.up_taps, cutoff=in_cutoff,
+            width=in_half_width * 2, fs=self.tmp_sampling_rate))
+        self.register_buffer('down_filter', design_lowpass_filter(numtaps=self.down_taps, cutoff=out_cutoff,
+            width=out_half_width * 2, fs=self.tmp_sampling_rate, radial=self.down_radial))
+        self.padding = _alias_free_padding(self.in_size, self.out_size, self.conv_kernel,
+            self.up_factor, self.down_factor, self.up_taps, self.down_taps)
 
     def forward(self, x, w, noise_mode='random', force_fp32=False, update_emas=False):
-        assert noise_mode in ['random', 'const', 'none'] # Accepted for API compatibility; StyleGAN3 has no noise.
-        misc.assert_shape(x, [None, self.in_channels, int(self.in_size[1]), int(self.in_size[0])])
-        misc.assert_shape(w, [x.shape[0], self.w_dim])
+        if noise_mode not in ('random', 'const', 'none'): # Only checked: StyleGAN3 layers have no noise.
+            raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
+        misc.assert_shape(x, [None, self.in_channels, int(self.in_size[1]), int(self.in_size[0])]) # [NCHW]
+        misc.assert_shape(w, [x.shape[0], self.w_dim]) # [NW]
 
-        # Track the input magnitude; divide it out.
+        # The input's mean square is tracked (magnitude_ema); its inverse root is the input gain.
         if update_emas:
             with torch.autograd.profiler.record_function('update_magnitude_ema'):
-                magnitude_cur = x.detach().to(torch.float32).square().mean()
-                self.magnitude_ema.copy_(magnitude_cur.lerp(self.magnitude_ema, self.magnitude_ema_beta))
+                mean_square = x.detach().to(torch.float32).square().mean()
+                self.magnitude_ema.copy_(torch.lerp(mean_square, self.magnitude_ema, self.magnitude_ema_beta))
         input_gain = self.magnitude_ema.rsqrt()
 
-        # Styles; ToRGB uses the equalised-lr weight gain instead of demodulation.
-        styles = self.affine(w)
+        # Styles; ToRGB is not demodulated, so its styles carry the equalised-lr factor 1 / sqrt(fan-in).
+        styles = self.affine(w) # [NI]
         if self.is_torgb:
-            styles = styles * (1 / np.sqrt(self.in_channels * (self.conv_kernel ** 2)))
+            styles = styles * (1 / np.sqrt(self.in_channels * self.conv_kernel ** 2))
 
-        # Modulated conv, then bias, up-sampling, leaky ReLU, clamp, down-sampling.
-        dtype = torch.float16 if (self.use_fp16 and not force_fp32 and x.device.type == 'cuda') else torch.float32
-        x = modulated_conv2d(x=x.to(dtype), w=self.weight, s=styles, padding=self.conv_kernel - 1,
-            demodulate=(not self.is_torgb), input_gain=input_gain)
-        x = filtered_lrelu.filtered_lrelu(x=x, fu=self.up_filter, fd=self.down_filter, b=self.bias.to(x.dtype),
-            up=self.up_factor, down=self.down_factor, padding=self.padding, gain=(1 if self.is_torgb else np.sqrt(2)),
-            slope=(1 if self.is_torgb else 0.2), clamp=self.conv_clamp)
-
-        misc.assert_shape(x, [None, self.out_channels, int(self.out_size[1]), int(self.out_size[0])])
+        # Modulated conv ("full" padding), then bias, resampling, leaky ReLU and clamp in one op.
+        use_fp16 = self.use_fp16 and not force_fp32 and x.device.type == 'cuda'
+        dtype = torch.float16 if use_fp16 else torch.float32
+        gain, slope = (1, 1) if self.is_torgb else (np.sqrt(2), 0.2)
+        x = modulated_conv2d(x=x.to(dtype), w=self.weight, s=styles, demodulate=not self.is_torgb,
+            padding=self.conv_kernel - 1, input_gain=input_gain)
+        x = filtered_lrelu.filtered_lrelu(x=x, fu=self.up_filter, fd=self.down_filter, b=self.bias.to(dtype),
+            up=self.up_factor, down=self.down_factor, padding=self.padding, gain=gain, slope=slope, clamp=self.conv_clamp)
+        misc.assert_shape(x, [None, self.out_channels, int(self.out_size[1]), int(self.out_size[0])]) # [NCHW]
         assert x.dtype == dtype
         return x
 
@@ -448,21 +473,21 @@ class SynthesisNetwork(torch.nn.Module):
             img_resolution, img_channels, channel_base, channel_max, num_layers, num_critical,
             first_cutoff, first_stopband, last_stopband_rel, margin_size)
 
-        # Input and layers.
+        # The input produces schedule entry 0; layer idx turns entry max(idx - 1, 0) into entry idx.
         self.input = SynthesisInput(w_dim=w_dim, channels=int(channels[0]), size=int(sizes[0]),
             sampling_rate=sampling_rates[0], bandwidth=cutoffs[0])
         self.layer_names = []
         for idx in range(num_layers + 1):
-            prev = max(idx - 1, 0)
+            ends = dict(in_=max(idx - 1, 0), out_=idx)
+            io_kwargs = {}
+            for side, k in ends.items():
+                io_kwargs.update({f'{side}channels': int(channels[k]), f'{side}size': int(sizes[k]),
+                    f'{side}sampling_rate': int(sampling_rates[k]), f'{side}cutoff': cutoffs[k], f'{side}half_width': half_widths[k]})
             layer = SynthesisLayer(w_dim=w_dim, is_torgb=(idx == num_layers),
                 is_critically_sampled=(idx >= num_layers - num_critical),
-                use_fp16=bool(sampling_rates[idx] * (2 ** num_fp16_res) > img_resolution),
-                in_channels=int(channels[prev]), out_channels=int(channels[idx]),
-                in_size=int(sizes[prev]), out_size=int(sizes[idx]),
-                in_sampling_rate=int(sampling_rates[prev]), out_sampling_rate=int(sampling_rates[idx]),
-                in_cutoff=cutoffs[prev], out_cutoff=cutoffs[idx],
-                in_half_width=half_widths[prev], out_half_width=half_widths[idx], **layer_kwargs)
-            name = f'L{idx}_{layer.out_size[0]}_{layer.out_channels}'
+                use_fp16=bool(sampling_rates[idx] * 2 ** num_fp16_res > img_resolution), # Only the top num_fp16_res rates.
+                **io_kwargs, **layer_kwargs)
+            name = f'L{idx}_{int(sizes[idx])}_{int(channels[idx])}'
             setattr(self, name, layer)
             self.layer_names.append(name)
 
