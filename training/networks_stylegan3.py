@@ -87,16 +87,13 @@ class FullyConnectedLayer(torch.nn.Module):
         self.weight_gain = lr_multiplier / np.sqrt(in_features)
         self.bias_gain = lr_multiplier
 
+    # y = act(x (g_w W)^T + g_b b): the stored parameters times their equalised-lr gains.
     def forward(self, x):
-        w = self.weight.to(x.dtype) * self.weight_gain
-        b = self.bias
-        if b is not None:
-            b = b.to(x.dtype)
-            if self.bias_gain != 1:
-                b = b * self.bias_gain
-        if self.activation == 'linear' and b is not None:
-            return torch.addmm(b.unsqueeze(0), x, w.t())
-        return bias_act.bias_act(x.matmul(w.t()), b, act=self.activation)
+        weight = self.weight.to(x.dtype) * self.weight_gain # [OI]
+        bias = None if self.bias is None else self.bias.to(x.dtype) * self.bias_gain # [O]
+        if self.activation == 'linear':
+            return torch.nn.functional.linear(x, weight, bias)
+        return bias_act.bias_act(x.matmul(weight.t()), bias, act=self.activation)
 
     def extra_repr(self):
         return f'in_features={self.in_features:d}, out_features={self.out_features:d}, activation={self.activation:s}'
@@ -136,28 +133,29 @@ class MappingNetwork(torch.nn.Module):
 
     def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False):
         with torch.autograd.profiler.record_function('mapping'):
-            if truncation_cutoff is None:
-                truncation_cutoff = self.num_ws
-
-            # Normalise and concatenate the inputs.
-            x = None
+            # Unit-RMS latent and unit-RMS label embedding, side by side.
+            parts = []
             if self.z_dim > 0:
-                misc.assert_shape(z, [None, self.z_dim])
-                x = normalize_2nd_moment(z.to(torch.float32))
+                misc.assert_shape(z, [None, self.z_dim]) # [NZ]
+                parts.append(normalize_2nd_moment(z.to(torch.float32)))
             if self.c_dim > 0:
-                misc.assert_shape(c, [None, self.c_dim])
-                y = normalize_2nd_moment(self.embed(c.to(torch.float32)))
-                x = torch.cat([x, y], dim=1) if x is not None else y
-
-            # Main layers, the tracked average, broadcast and truncation.
+                misc.assert_shape(c, [None, self.c_dim]) # [NC]
+                parts.append(normalize_2nd_moment(self.embed(c.to(torch.float32))))
+            x = torch.cat(parts, dim=1)
             for idx in range(self.num_layers):
                 x = getattr(self, f'fc{idx}')(x)
+
+            # w_avg follows the batch mean of w with decay w_avg_beta.
             if update_emas:
-                self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
-            x = x.unsqueeze(1).repeat([1, self.num_ws, 1]) # [NWC]
+                self.w_avg.copy_(torch.lerp(x.detach().mean(dim=0), self.w_avg, self.w_avg_beta))
+
+            # One copy of w per synthesis layer; truncation w_avg + psi (w - w_avg) on the first
+            # truncation_cutoff copies (all by default).
+            ws = x.unsqueeze(1).repeat(1, self.num_ws, 1) # [NWC]
             if truncation_psi != 1:
-                x[:, :truncation_cutoff] = self.w_avg.lerp(x[:, :truncation_cutoff], truncation_psi)
-            return x
+                cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
+                ws[:, :cutoff] = torch.lerp(self.w_avg, ws[:, :cutoff], truncation_psi)
+            return ws
 
     def extra_repr(self):
         return f'z_dim={self.z_dim:d}, c_dim={self.c_dim:d}, w_dim={self.w_dim:d}, num_ws={self.num_ws:d}'
