@@ -413,24 +413,33 @@ class SynthesisLayer(torch.nn.Module):
             f'in_channels={self.in_channels:d}, out_channels={self.out_channels:d}')
 
 #----------------------------------------------------------------------------
-# Per-layer filter parameters of the synthesis network (paper sec. 3.2 and fig. 4): cutoff and
-# stopband grow geometrically from the first layer to the last num_critical layers, which are
-# critically sampled at img_resolution; sampling rates are the next powers of two above 2 x stopband.
-# Returns cutoffs, stopbands, sampling_rates, half_widths, sizes, channels, each [num_layers + 1].
+# Geometric interpolation first * (last / first)^t between two positive values, t in [0, 1].
+
+def _geometric_ramp(first, last, t):
+    return first * (last / first) ** t
+
+#----------------------------------------------------------------------------
+# Per-layer filter parameters of the synthesis network (paper sec. 3.2 and fig. 4): entry i describes
+# the output of layer L<i> (entry 0 also the Fourier-feature input). Returns cutoffs f_c, stopbands
+# f_t, sampling rates s, transition half-widths f_h, sizes and channels, each [num_layers + 1].
 
 def synthesis_layer_schedule(img_resolution, img_channels, channel_base, channel_max, num_layers, num_critical,
         first_cutoff, first_stopband, last_stopband_rel, margin_size):
-    last_cutoff = img_resolution / 2 # f_{c,N}
-    last_stopband = last_cutoff * last_stopband_rel # f_{t,N}
-    exponents = np.minimum(np.arange(num_layers + 1) / (num_layers - num_critical), 1)
-    cutoffs = first_cutoff * (last_cutoff / first_cutoff) ** exponents # f_c[i]
-    stopbands = first_stopband * (last_stopband / first_stopband) ** exponents # f_t[i]
-    sampling_rates = np.exp2(np.ceil(np.log2(np.minimum(stopbands * 2, img_resolution)))) # s[i]
-    half_widths = np.maximum(stopbands, sampling_rates / 2) - cutoffs # f_h[i]
-    sizes = sampling_rates + margin_size * 2
-    sizes[-2:] = img_resolution
-    channels = np.rint(np.minimum((channel_base / 2) / cutoffs, channel_max))
-    channels[-1] = img_channels
+    # f_c and f_t rise geometrically from the first layer's values and stay at the last ones (f_c = Nyquist
+    # of the image, f_t = f_c * last_stopband_rel) over the num_critical critically sampled layers.
+    t = np.clip(np.arange(num_layers + 1) / (num_layers - num_critical), None, 1)
+    cutoffs = _geometric_ramp(first_cutoff, img_resolution / 2, t)
+    stopbands = _geometric_ramp(first_stopband, img_resolution / 2 * last_stopband_rel, t)
+
+    # Sampling rate: the smallest power of two whose Nyquist reaches f_t, capped at the image resolution;
+    # the transition band runs from f_c to f_t, or to Nyquist where the rate had to be rounded up.
+    sampling_rates = 2.0 ** np.ceil(np.log2(np.minimum(2 * stopbands, img_resolution)))
+    half_widths = np.maximum(stopbands, sampling_rates / 2) - cutoffs
+
+    # Sizes: a margin on each side, except the last two entries, which are exactly the image. Channels
+    # fall as 1 / f_c (capped at channel_max); the last entry is the image's channels.
+    sizes = np.concatenate([sampling_rates[:-2] + 2 * margin_size, np.full(2, float(img_resolution))])
+    channels = np.concatenate([np.rint(np.minimum((channel_base / 2) / cutoffs[:-1], channel_max)), [float(img_channels)]])
     return cutoffs, stopbands, sampling_rates, half_widths, sizes, channels
 
 #----------------------------------------------------------------------------
