@@ -114,5 +114,5 @@ def test_whole_demo_at_tiny_size(tmp_path, monkeypatch):
 def test_small_preset_is_the_demo_recipe():
     from training import presets
     c = presets.get('small').config(resolution=32, gpus=1)
-    assert (c.batch_size, c.G_kwargs.synthesis_kwargs.channel_max, c.loss_kwargs.r1_gamma, c.ada_kimg) == (16, 32, 1, 100)
+    assert (c.batch_size, c.G_kwargs.synthesis_kwargs.channel_max, c.loss_kwargs.r1_gamma, c.ada_kimg) == (8, 32, 1, 100)
     assert presets.get('paper256').config(resolution=256, gpus=8).ada_kimg == 500 # Published presets keep ADA's 500.
