@@ -123,7 +123,7 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, num_gpus, device, verb
     \b
     # FD, precision/recall and class accuracy on your own feature network (no download needed).
     python calc_metrics.py --metrics=fd_custom,pr_custom,acc_custom --detector=demo-out/digit-features.pt \\
-        --network=demo-out/runs/00000-mnist32-small-gpus1-batch16-cond-gamma1/network-snapshot-000100.pkl
+        --network=demo-out/runs/00000-mnist32-small-gpus1-batch8-cond-gamma1/network-snapshot-000070.pkl
     """
     args = dnnlib.EasyDict(metrics=metrics, num_gpus=num_gpus, verbose=verbose, max_items=max_items, network_pkl=network_pkl)
     args.device = resolve_device(device)
