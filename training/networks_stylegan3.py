@@ -123,12 +123,13 @@ class MappingNetwork(torch.nn.Module):
         self.num_layers = num_layers
         self.w_avg_beta = w_avg_beta
 
-        # Label embedding, then num_layers layers of width w_dim.
+        # The label is embedded to w_dim features and sits next to z; every layer outputs w_dim features.
         if c_dim > 0:
             self.embed = FullyConnectedLayer(c_dim, w_dim)
-        features = [z_dim + (w_dim if c_dim > 0 else 0)] + [w_dim] * num_layers
+        width = z_dim + (w_dim if c_dim > 0 else 0)
         for idx in range(num_layers):
-            setattr(self, f'fc{idx}', FullyConnectedLayer(features[idx], features[idx + 1], activation='lrelu', lr_multiplier=lr_multiplier))
+            setattr(self, f'fc{idx}', FullyConnectedLayer(width, w_dim, activation='lrelu', lr_multiplier=lr_multiplier))
+            width = w_dim
         self.register_buffer('w_avg', torch.zeros([w_dim]))
 
     def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False):
@@ -443,6 +444,13 @@ def synthesis_layer_schedule(img_resolution, img_channels, channel_base, channel
     return cutoffs, stopbands, sampling_rates, half_widths, sizes, channels
 
 #----------------------------------------------------------------------------
+# Entry k of the schedule as SynthesisLayer's in_* or out_* keywords (prefix 'in_' or 'out_').
+
+def _schedule_entry(schedule, k, prefix):
+    as_int = ('channels', 'size', 'sampling_rate')
+    return {prefix + key: (int(values[k]) if key in as_int else values[k]) for key, values in schedule.items()}
+
+#----------------------------------------------------------------------------
 # Synthesis network: SynthesisInput, then num_layers SynthesisLayers and ToRGB (layer names
 # L<idx>_<size>_<channels>), the output scaled by output_scale. num_ws = num_layers + 2.
 
@@ -484,16 +492,12 @@ class SynthesisNetwork(torch.nn.Module):
         self.input = SynthesisInput(w_dim=w_dim, channels=int(channels[0]), size=int(sizes[0]),
             sampling_rate=sampling_rates[0], bandwidth=cutoffs[0])
         self.layer_names = []
+        schedule = dict(channels=channels, size=sizes, sampling_rate=sampling_rates, cutoff=cutoffs, half_width=half_widths)
         for idx in range(num_layers + 1):
-            ends = dict(in_=max(idx - 1, 0), out_=idx)
-            io_kwargs = {}
-            for side, k in ends.items():
-                io_kwargs.update({f'{side}channels': int(channels[k]), f'{side}size': int(sizes[k]),
-                    f'{side}sampling_rate': int(sampling_rates[k]), f'{side}cutoff': cutoffs[k], f'{side}half_width': half_widths[k]})
             layer = SynthesisLayer(w_dim=w_dim, is_torgb=(idx == num_layers),
                 is_critically_sampled=(idx >= num_layers - num_critical),
                 use_fp16=bool(sampling_rates[idx] * 2 ** num_fp16_res > img_resolution), # Only the top num_fp16_res rates.
-                **io_kwargs, **layer_kwargs)
+                **_schedule_entry(schedule, max(idx - 1, 0), 'in_'), **_schedule_entry(schedule, idx, 'out_'), **layer_kwargs)
             name = f'L{idx}_{int(sizes[idx])}_{int(channels[idx])}'
             setattr(self, name, layer)
             self.layer_names.append(name)
