@@ -103,7 +103,7 @@ def save_feature_net(classifier, path):
 def _to_input(images_uint8):
     return torch.from_numpy(images_uint8).to(torch.float32).div(127.5).sub(1)
 
-def train_classifier(images, labels, epochs=4, seed=0):
+def train_classifier(images, labels, epochs=8, seed=0):
     """Train on 90% of the digits, return (classifier, accuracy on the 10% held out)."""
     torch.manual_seed(seed)
     order = np.random.RandomState(seed).permutation(len(images))
@@ -139,6 +139,7 @@ def generate_by_class(G, per_class, seed=0, truncation_psi=1.0):
             rows.append((img * 127.5 + 128).clamp(0, 255).to(torch.uint8).numpy())
     return np.stack(rows) # [class, n, C, H, W]
 
+# grid.png: row = class, column = sample, each pixel shown 2x2.
 def save_grid(rows, path):
     num_classes, n, C, H, W = rows.shape
     grid = rows[:, :, 0].transpose(0, 2, 1, 3).reshape(num_classes * H, n * W)
@@ -151,6 +152,7 @@ CURVE_KEYS = dict(fd_custom=['fd_custom', 'fd_custom_real'],
     pr_custom=['pr_custom_precision', 'pr_custom_recall', 'pr_custom_real_precision', 'pr_custom_real_recall'],
     acc_custom=['acc_custom', 'acc_custom_real'])
 
+# Rows {kimg, every key above} of the snapshots evaluated by all three metrics, in kimg order.
 def read_curve(run_dir):
     rows = {}
     for metric, keys in CURVE_KEYS.items():
@@ -190,6 +192,7 @@ def _draw_panel(draw, box, xs, ys, title, goal=None, log_y=False):
     for p in points:
         draw.ellipse([p[0] - 3, p[1] - 3, p[0] + 3, p[1] + 3], fill=(0, 0, 160))
 
+# curve.png: FD ratio (log scale), recall and class accuracy against kimg, each with its goal.
 def save_curve(curve, path):
     import PIL.ImageDraw
     img = PIL.Image.new('RGB', (900, 260), (255, 255, 255))
@@ -219,6 +222,7 @@ def make_report(final, real_acc, snapshot, minutes, minutes_training):
 
 #----------------------------------------------------------------------------
 
+# Run a script of this repository with this Python; a failure is one line pointing at its output.
 def _run(args, env=None):
     print('$ ' + ' '.join(args), flush=True)
     result = subprocess.run([sys.executable] + args, env=env)
@@ -246,6 +250,7 @@ def train(dataset, detector, outdir, kimg, eval_kimg, workers, extra):
         raise click.ClickException(f'train.py made no run directory under {runs}.')
     return new[-1]
 
+# The demo from start to end (see the module docstring and docs/demo.md).
 @click.command()
 @click.option('--outdir', help='Where the demo writes everything', default='demo-out', show_default=True)
 @click.option('--kimg', help='Training length in thousands of images', type=click.FloatRange(min=0.01), default=DEMO_KIMG, show_default=True)
