@@ -5,6 +5,7 @@
 
 import copy
 import io
+import math
 import os
 import pickle
 import subprocess
@@ -100,6 +101,23 @@ def test_filters():
     radius = np.hypot(*np.meshgrid(freqs, freqs))
     assert response[radius > layer.out_cutoff + layer.out_half_width * 2 + 1].max() < 0.05
     assert n3.design_lowpass_filter(1, 2, 1, 4) is None
+
+#----------------------------------------------------------------------------
+# A radial filter with an odd tap count has a tap at r = 0: it takes the jinc's limit there
+# (pi * cutoff^2, from J1(x) ~ x / 2) instead of 0 / 0, and matches the float64 formula elsewhere.
+
+def test_radial_filter_odd_taps_uses_jinc_limit():
+    numtaps, cutoff, width, fs = 7, 1.5, 1.0, 8.0
+    f = n3.design_lowpass_filter(numtaps, cutoff, width, fs, radial=True).double().numpy()
+    assert np.isfinite(f).all() and abs(f.sum() - 1) < 1e-6
+    taps = (np.arange(numtaps) - (numtaps - 1) / 2) / fs
+    r = np.hypot(*np.meshgrid(taps, taps))
+    beta = scipy.signal.kaiser_beta(scipy.signal.kaiser_atten(numtaps, width / (fs / 2)))
+    window = np.kaiser(numtaps, beta)
+    series = lambda x: sum((-1) ** k * (x / 2) ** (2 * k + 1) / (math.factorial(k) * math.factorial(k + 1)) for k in range(40))
+    jinc = np.where(r == 0, np.pi * cutoff ** 2, cutoff * series(2 * np.pi * cutoff * r) / np.where(r == 0, 1, r))
+    expected = jinc * np.outer(window, window)
+    np.testing.assert_allclose(f, expected / expected.sum(), rtol=1e-5, atol=1e-7)
 
 #----------------------------------------------------------------------------
 # Modulated conv equals per-sample float64 convolutions with explicitly modulated weights.
