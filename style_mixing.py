@@ -74,6 +74,9 @@ def generate_style_mix(network_pkl, row_seeds, col_seeds, col_styles, truncation
     """
     device = inference.resolve_device(device)
     G = inference.load_generator(network_pkl, device, trust_code=trust_code)
+    if not hasattr(G, 'mapping'):
+        raise click.ClickException(f'Style mixing swaps W latents between seeds; this {type(G).__name__} has no mapping '
+            'network (a BigGAN?). Use generate.py for it.')
     num_ws = G.mapping.num_ws
     if max(col_styles) >= num_ws:
         raise click.BadParameter(f'layer {max(col_styles)} is out of range: this network has {num_ws} ws (0 to {num_ws - 1})', param_hint='--styles')

@@ -202,3 +202,12 @@ def test_style_mixing_grayscale_conditional(tmp_path):
     assert PIL.Image.open(tmp_path / 'out' / 'grid.png').mode == 'L'
 
 #----------------------------------------------------------------------------
+
+#----------------------------------------------------------------------------
+# style_mixing.py on a generator without a mapping network (BigGAN): one line, nothing written.
+
+def test_style_mixing_biggan_is_one_line(tmp_path):
+    biggan = os.path.join(ROOT, 'tests', 'fixtures', 'snapshot-9dd6ba4-biggan.pkl')
+    result = run(style_mixing.generate_style_mix, [f'--network={biggan}', '--rows=0', '--cols=1', f'--outdir={tmp_path / "out"}'])
+    assert result.exit_code != 0 and 'no mapping network' in result.output, result.output
+    assert 'Traceback' not in result.output and not os.path.exists(tmp_path / 'out')
