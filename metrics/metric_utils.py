@@ -82,13 +82,13 @@ def resolve_feature_detector(url, verbose=False):
         return candidate
     if not dnnlib.util.is_url(url):
         raise FileNotFoundError(f'Feature detector {url} not found; place {file_name} in {detector_dir} '
-            f'(set {DETECTOR_DIR_ENV} or --detector-dir to use another folder).')
+            f'(set {DETECTOR_DIR_ENV} to use another folder; calc_metrics.py and projector.py also take --detector-dir).')
     try:
         return dnnlib.util.open_url(url, return_filename=True, verbose=verbose)
     except OSError as e:
         raise FileNotFoundError(f'Feature detector {file_name} is not available offline and could not be '
             f'downloaded from {url} ({type(e).__name__}); place {file_name} in {detector_dir} '
-            f'(set {DETECTOR_DIR_ENV} or --detector-dir to use another folder).') from None
+            f'(set {DETECTOR_DIR_ENV} to use another folder; calc_metrics.py and projector.py also take --detector-dir).') from None
 
 #----------------------------------------------------------------------------
 # Load a TorchScript detector once per (url, device); rank 0 fetches first so ranks never race a download.

@@ -312,7 +312,7 @@ def test_missing_detector_stops_at_start(tmp_path, data, monkeypatch):
     metric_utils.clear_feature_detector_cache()
     outdir = tmp_path / 'runs'
     result = invoke([f'--outdir={outdir}', f'--data={data}', '--cfg=small', '--device=cpu', '--kimg=0', '--workers=0'])
-    assert_error(result, '--metrics=fid50k_full', 'inception-2015-12-05.pt', str(tmp_path / 'detectors'), 'folder); or pass --metrics=none')
+    assert_error(result, '--metrics=fid50k_full', 'inception-2015-12-05.pt', str(tmp_path / 'detectors'), '--detector-dir); or pass --metrics=none')
     assert not os.path.exists(outdir)
 
 #----------------------------------------------------------------------------
