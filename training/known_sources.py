@@ -14,7 +14,7 @@ KNOWN_SOURCES = {
         classes=['OneHotEmbedding', 'SelfAttention', 'GeneratorBlock', 'DiscriminatorBlock', 'Generator', 'Discriminator']),
     '5c98e515e3c587b6afd5c51858197ca2d18d70310b1f253072f68bc9b6852ab5': dict(release='gan-research 2026-11-28', path='training/networks_stylegan2.py', module='training.networks_stylegan2', family='StyleGAN2',
         classes=['FullyConnectedLayer', 'Conv2dLayer', 'MappingNetwork', 'SynthesisLayer', 'ToRGBLayer', 'SynthesisBlock', 'SynthesisNetwork', 'Generator', 'DiscriminatorBlock', 'MinibatchStdLayer', 'DiscriminatorEpilogue', 'Discriminator']),
-    'd92739aae021d8657413ceadb9fe6e8d4462ecc5ba71d2a6b8cc22dbc93e5b05': dict(release='gan-research 2026-11-28', path='training/networks_stylegan3.py', module='training.networks_stylegan3', family='StyleGAN3',
+    '134dd39561c252ca3f411d57668f7d79b810870971979eb208b5088676a0285b': dict(release='gan-research 2026-11-28', path='training/networks_stylegan3.py', module='training.networks_stylegan3', family='StyleGAN3',
         classes=['FullyConnectedLayer', 'MappingNetwork', 'SynthesisInput', 'SynthesisLayer', 'SynthesisNetwork', 'Generator']),
     '51fcb26f82139165a6bd34df325d853e73adfff6088dbaeeeaca8855722da159': dict(release='gan-research 9dd6ba4', path='training/augment.py', module='training.augment', family='ADA AugmentPipe',
         classes=['AugmentPipe']),
