@@ -4,6 +4,7 @@
 
 import json
 import multiprocessing
+import importlib
 import os
 import socket
 import subprocess
@@ -346,3 +347,25 @@ def test_impl_default_is_auto():
         assert inspect.signature(fn).parameters['impl'].default == 'auto'
 
 #----------------------------------------------------------------------------
+
+#----------------------------------------------------------------------------
+# init_op_plugin: each op module builds its plugin once; a failed build is kept in the module's
+# _plugin_error and not retried, a successful one in _plugin.
+
+@pytest.mark.parametrize('op_name,stem', [('bias_act', 'bias_act'), ('upfirdn2d', 'upfirdn2d'), ('filtered_lrelu', 'filtered_lrelu')])
+def test_init_op_plugin_builds_once(monkeypatch, op_name, stem):
+    module = importlib.import_module(f'torch_utils.ops.{op_name}')
+    calls = []
+    def failing(name, sources, headers, source_dir):
+        calls.append((name, tuple(sources), tuple(headers), source_dir))
+        raise custom_ops.PluginError('no nvcc (test)')
+    monkeypatch.setattr(custom_ops, 'get_plugin', failing)
+    monkeypatch.setattr(module, '_plugin', None)
+    monkeypatch.setattr(module, '_plugin_error', None)
+    assert not custom_ops.init_op_plugin(module.__name__, stem)
+    assert not custom_ops.init_op_plugin(module.__name__, stem)
+    assert calls == [(f'{stem}_plugin', (f'{stem}.cpp', f'{stem}.cu'), (f'{stem}.h',), os.path.dirname(module.__file__))]
+    assert 'no nvcc (test)' in str(module._plugin_error) # pylint: disable=protected-access
+    monkeypatch.setattr(module, '_plugin_error', None)
+    monkeypatch.setattr(custom_ops, 'get_plugin', lambda *args, **kwargs: 'built')
+    assert custom_ops.init_op_plugin(module.__name__, stem) and module._plugin == 'built' # pylint: disable=protected-access

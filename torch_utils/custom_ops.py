@@ -378,6 +378,21 @@ def _failure_message(module_name, why, details):
     return '\n'.join(lines)
 
 #----------------------------------------------------------------------------
+# Lazy plugin of one op module: builds or loads `<stem>_plugin` from <stem>.cpp/.cu/.h beside the
+# module at the first call, keeping the result in the module's globals `_plugin` and
+# `_plugin_error` (so a failed build is tried once, and tests can patch either); True when usable.
+
+def init_op_plugin(op_module_name, stem):
+    op = sys.modules[op_module_name]
+    if op._plugin is None and op._plugin_error is None: # pylint: disable=protected-access
+        try:
+            op._plugin = get_plugin(f'{stem}_plugin', sources=[f'{stem}.cpp', f'{stem}.cu'], # pylint: disable=protected-access
+                headers=[f'{stem}.h'], source_dir=os.path.dirname(op.__file__))
+        except PluginError as err:
+            op._plugin_error = err # pylint: disable=protected-access
+    return op._plugin is not None # pylint: disable=protected-access
+
+#----------------------------------------------------------------------------
 # The `impl` rule shared by the ops: True = run the CUDA kernel, False = the reference path.
 # 'auto' falls back to the reference (a failed build warned once); 'cuda' on a CUDA tensor
 # raises when the kernel cannot run; CPU tensors always take the reference.

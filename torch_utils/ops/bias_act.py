@@ -5,7 +5,6 @@
 
 import math
 import numbers
-import os
 
 import numpy as np
 import torch
@@ -44,14 +43,7 @@ _KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # Builds or loads the plugin once per process; True when it is usable.
 
 def _init():
-    global _plugin, _plugin_error
-    if _plugin is None and _plugin_error is None:
-        try:
-            _plugin = custom_ops.get_plugin('bias_act_plugin', sources=['bias_act.cpp', 'bias_act.cu'],
-                headers=['bias_act.h'], source_dir=os.path.dirname(__file__))
-        except custom_ops.PluginError as err:
-            _plugin_error = err
-    return _plugin is not None
+    return custom_ops.init_op_plugin(__name__, 'bias_act')
 
 #----------------------------------------------------------------------------
 # Whether the CUDA kernel can run on tensor x (builds the plugin on first use).

@@ -7,7 +7,6 @@
 
 import math
 import numbers
-import os
 
 import torch
 
@@ -27,14 +26,7 @@ _KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # Builds or loads the plugin (and the upfirdn2d one it relies on) once per process.
 
 def _init():
-    global _plugin, _plugin_error
-    if _plugin is None and _plugin_error is None:
-        try:
-            _plugin = custom_ops.get_plugin('filtered_lrelu_plugin', sources=['filtered_lrelu.cpp', 'filtered_lrelu.cu'],
-                headers=['filtered_lrelu.h'], source_dir=os.path.dirname(__file__))
-        except custom_ops.PluginError as err:
-            _plugin_error = err
-    return _plugin is not None and upfirdn2d._init()
+    return custom_ops.init_op_plugin(__name__, 'filtered_lrelu') and upfirdn2d._init()
 
 #----------------------------------------------------------------------------
 # Whether the CUDA path can run on tensor x (builds the plugins on first use).

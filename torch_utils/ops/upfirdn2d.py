@@ -10,7 +10,6 @@
 # See docs/ops.md.
 
 import numbers
-import os
 
 import numpy as np
 import torch
@@ -32,14 +31,7 @@ _CPU_CHANNELS_LAST_MAX_C = 8    # Up to this many channels, CPU passes run in ch
 # Builds or loads the plugin once per process; True when it is usable.
 
 def _init():
-    global _plugin, _plugin_error
-    if _plugin is None and _plugin_error is None:
-        try:
-            _plugin = custom_ops.get_plugin('upfirdn2d_plugin', sources=['upfirdn2d.cpp', 'upfirdn2d.cu'],
-                headers=['upfirdn2d.h'], source_dir=os.path.dirname(__file__))
-        except custom_ops.PluginError as err:
-            _plugin_error = err
-    return _plugin is not None
+    return custom_ops.init_op_plugin(__name__, 'upfirdn2d')
 
 #----------------------------------------------------------------------------
 # Whether the CUDA kernel can run on tensor x (builds the plugin on first use).
