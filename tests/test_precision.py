@@ -156,6 +156,54 @@ def test_factored_demodulation():
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-10, atol=1e-10)
 
 #----------------------------------------------------------------------------
+# factored_demod=True on float32 input (the float32 blocks of a mixed-precision network) against the
+# per-sample weights in float64, unfused and with up-sampling; the default keeps the original formula.
+
+@pytest.mark.parametrize('up', [1, 2])
+def test_factored_demodulation_float32(up):
+    rng = np.random.default_rng(1)
+    x = torch.tensor(rng.standard_normal([3, 6, 5, 5]))
+    weight = torch.tensor(rng.standard_normal([7, 6, 3, 3]))
+    styles = torch.tensor(rng.standard_normal([3, 6]))
+    f = networks_stylegan2.upfirdn2d.setup_filter([1, 3, 3, 1])
+    kwargs = dict(up=up, padding=1, resample_filter=f, flip_weight=(up == 1))
+    expected = networks_stylegan2.modulated_conv2d(x, weight, styles, fused_modconv=True, **kwargs) # Per-sample weights.
+    x32, weight32, styles32 = x.float(), weight.float(), styles.float()
+    y = networks_stylegan2.modulated_conv2d(x32, weight32, styles32, fused_modconv=False, factored_demod=True, **kwargs)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y.double(), expected, rtol=1e-5, atol=1e-5)
+    default = networks_stylegan2.modulated_conv2d(x32, weight32, styles32, fused_modconv=False, **kwargs)
+    assert torch.equal(default, networks_stylegan2.modulated_conv2d(x32, weight32, styles32, fused_modconv=False, factored_demod=False, **kwargs))
+
+#----------------------------------------------------------------------------
+# How the float32 blocks' modulated convolutions run: in a network with bfloat16 blocks unfused with
+# factored demodulation, also in eval mode; with force_fp32, or with no reduced-precision block on
+# this device (float16 on the CPU), as the original (fused in eval mode, per-sample weights).
+
+def test_float32_blocks_of_mixed_networks(monkeypatch):
+    calls = []
+    original = networks_stylegan2.modulated_conv2d
+    def spy(x, weight, styles, **kwargs):
+        calls.append((x.dtype, kwargs.get('fused_modconv'), kwargs.get('factored_demod'), kwargs.get('demodulate', True)))
+        return original(x, weight, styles, **kwargs)
+    monkeypatch.setattr(networks_stylegan2, 'modulated_conv2d', spy)
+    G, _D, G_low, _D_low = make_pair()
+    G_half = make_pair(mixed_dtype='float16')[2]
+    z = torch.randn([2, 32])
+    for net, kwargs, fused, factored in [(G_low, {}, False, True), (G_low, dict(force_fp32=True), True, None),
+                                         (G_half, {}, True, None), (G, {}, True, None)]:
+        calls.clear()
+        with torch.no_grad():
+            net.eval()(z, None, noise_mode='const', **kwargs)
+        float32_calls = [call for call in calls if call[0] == torch.float32]
+        assert len(float32_calls) == (2 if net is G_low and not kwargs else 8) # b4: conv1, torgb; b8, b16: conv0, conv1, torgb.
+        for _dtype, call_fused, call_factored, demodulate in float32_calls:
+            assert call_fused == fused
+            assert call_factored == (factored if demodulate else None)
+    assert networks_stylegan2.SynthesisNetwork.runs_mixed(G_low.synthesis, torch.device('cpu'))
+    assert not G_low.synthesis.runs_mixed(torch.device('cpu'), force_fp32=True) and not G_half.synthesis.runs_mixed(torch.device('cpu'))
+
+#----------------------------------------------------------------------------
 # The start-of-training summary names the precision.
 
 def test_summary_line(capsys, monkeypatch):

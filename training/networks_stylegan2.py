@@ -63,6 +63,7 @@ def modulated_conv2d(
     demodulate=True,    # Apply weight demodulation?
     flip_weight=True,   # False = convolution, True = correlation (matches torch.nn.functional.conv2d).
     fused_modconv=True, # One grouped convolution instead of activation scaling?
+    factored_demod=None, # Unfused demodulation from styles^2 @ sum_k W^2? None = unless x is float32 (original formula).
 ):
     batch_size = x.shape[0]
     out_channels, in_channels, kh, kw = weight.shape
@@ -75,12 +76,14 @@ def modulated_conv2d(
         weight = weight * (1 / np.sqrt(in_channels * kh * kw) / weight.norm(float('inf'), dim=[1, 2, 3], keepdim=True)) # max_Ikk
         styles = styles / styles.norm(float('inf'), dim=1, keepdim=True) # max_I
 
-    # Per-sample weights and demodulation coefficients. Mixed precision without fusion needs only the
-    # coefficients: sum_ik (W_oik s_i)^2 = sum_i s_i^2 sum_k W_oik^2, a small matrix product instead
-    # of the [NOIkk] tensor (float32 keeps the original's formula, bit for bit).
+    # Per-sample weights and demodulation coefficients. Without fusion only the coefficients are needed:
+    # sum_ik (W_oik s_i)^2 = sum_i s_i^2 sum_k W_oik^2, a small matrix product instead of the [NOIkk]
+    # tensor; by default in reduced precision only (float32 keeps the original's formula, bit for bit).
+    if factored_demod is None:
+        factored_demod = (x.dtype != torch.float32)
     w = None
     dcoefs = None
-    if demodulate and not fused_modconv and x.dtype != torch.float32:
+    if demodulate and not fused_modconv and factored_demod:
         dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt() # [NO]
     elif demodulate or fused_modconv:
         w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1) # [NOIkk]
@@ -336,7 +339,7 @@ class SynthesisLayer(torch.nn.Module):
             self.noise_strength = torch.nn.Parameter(torch.zeros([]))
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
 
-    def forward(self, x, w, noise_mode='random', fused_modconv=True, gain=1):
+    def forward(self, x, w, noise_mode='random', fused_modconv=True, gain=1, factored_demod=None):
         if noise_mode not in ('random', 'const', 'none'):
             raise ValueError(f"noise_mode must be 'random', 'const' or 'none', not {noise_mode!r}")
         in_resolution = self.resolution // self.up
@@ -351,7 +354,7 @@ class SynthesisLayer(torch.nn.Module):
 
         flip_weight = (self.up == 1) # The original's convention (faster); trained weights depend on it.
         x = modulated_conv2d(x=x, weight=self.weight, styles=styles, noise=noise, up=self.up, padding=self.padding,
-            resample_filter=self.resample_filter, flip_weight=flip_weight, fused_modconv=fused_modconv)
+            resample_filter=self.resample_filter, flip_weight=flip_weight, fused_modconv=fused_modconv, factored_demod=factored_demod)
         act_gain = self.act_gain * gain
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp)
@@ -447,15 +450,18 @@ class SynthesisBlock(torch.nn.Module):
             self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=2,
                 resample_filter=resample_filter, channels_last=self.channels_last)
 
-    def _fused_modconv(self, dtype, batch_size):
+    def _fused_modconv(self, dtype, batch_size, exact_fp32=True):
         mode = self.fused_modconv_default
         if mode is None:
-            return (not self.training) and (dtype == torch.float32 or batch_size == 1)
+            return (not self.training) and ((dtype == torch.float32 and exact_fp32) or batch_size == 1)
         if mode == 'inference_only':
             return not self.training
         return bool(mode)
 
-    def forward(self, x, img, ws, force_fp32=False, fp16_on_cpu=False, fused_modconv=None, update_emas=False, **layer_kwargs):
+    # exact_fp32: True = a float32 block computes what the original's float32 networks compute, bit for
+    # bit; False (set by SynthesisNetwork when other blocks run in reduced precision) = it takes the
+    # reduced-precision blocks' faster forms (unfused in eval mode, factored demodulation).
+    def forward(self, x, img, ws, force_fp32=False, fp16_on_cpu=False, fused_modconv=None, update_emas=False, exact_fp32=True, **layer_kwargs):
         _ = update_emas # Accepted for the StyleGAN3-era call convention; nothing to update here.
         misc.assert_shape(ws, [None, self.num_conv + self.num_torgb, self.w_dim])
         w_iter = iter(ws.unbind(dim=1))
@@ -463,7 +469,9 @@ class SynthesisBlock(torch.nn.Module):
         memory_format = torch.channels_last if self.channels_last and dtype != torch.float32 else torch.contiguous_format
         if fused_modconv is None:
             with misc.suppress_tracer_warnings():
-                fused_modconv = self._fused_modconv(dtype, int(ws.shape[0]))
+                fused_modconv = self._fused_modconv(dtype, int(ws.shape[0]), exact_fp32)
+        if not exact_fp32:
+            layer_kwargs['factored_demod'] = True
 
         # Input: the learned constant, or the previous block's features.
         if self.in_channels == 0:
@@ -539,6 +547,7 @@ class SynthesisNetwork(torch.nn.Module):
     def forward(self, ws, **block_kwargs):
         misc.assert_shape(ws, [None, self.num_ws, self.w_dim])
         ws = ws.to(torch.float32)
+        exact_fp32 = not self.runs_mixed(ws.device, block_kwargs.get('force_fp32', False), block_kwargs.get('fp16_on_cpu', False))
 
         # Each block takes its convs' ws plus the next one for ToRGB (shared with the next conv0).
         block_ws = []
@@ -551,8 +560,13 @@ class SynthesisNetwork(torch.nn.Module):
         x = img = None
         for res, cur_ws in zip(self.block_resolutions, block_ws):
             with torch.autograd.profiler.record_function(f'synthesis.b{res}'):
-                x, img = getattr(self, f'b{res}')(x, img, cur_ws, **block_kwargs)
+                x, img = getattr(self, f'b{res}')(x, img, cur_ws, exact_fp32=exact_fp32, **block_kwargs)
         return img
+
+    # Whether any block runs in reduced precision with these forward arguments on this device.
+    def runs_mixed(self, device, force_fp32=False, fp16_on_cpu=False):
+        return any(_block_dtype(block.use_fp16, force_fp32, fp16_on_cpu, device, block.mixed_dtype) != torch.float32
+            for block in (getattr(self, f'b{res}') for res in self.block_resolutions))
 
     def extra_repr(self):
         return f'w_dim={self.w_dim:d}, num_ws={self.num_ws:d}, img_resolution={self.img_resolution:d}, img_channels={self.img_channels:d}'
