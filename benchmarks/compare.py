@@ -13,8 +13,10 @@
 #   d_r1       D's R1 penalty: input gradient with create_graph inside no_weight_gradients(),
 #              then the backward pass of the squared gradient norm (double backward).
 #   demo_step  One training step of the demo configuration (demo.py: --cfg=small --cond=1 --cmax=32
-#              --gamma=1 --aug=noaug, 32x32 greyscale, 10 classes, batch 32): the loss phases with
-#              their optimizer steps, lazy regularisation amortised (a 16-step cycle, per step).
+#              --gamma=1 --aug=noaug, 32x32 greyscale, 10 classes) at batch 32 on both sides: the loss
+#              phases with their optimizer steps, lazy regularisation amortised (a 16-step cycle, per
+#              step). The batch is fixed because the small preset's changed (32 at 9dd6ba4, 8 since):
+#              steps of different batches do different amounts of work.
 #
 #   python benchmarks/compare.py --baseline=9dd6ba4 [--rounds 3] [--repeat 3] [--measures ...] [--fp32]
 
@@ -34,6 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEASURES = ('g_fwd', 'g_fwdbwd', 'd_fwdbwd', 'd_r1', 'demo_step')
 NET_BATCH = 8
 DEMO_CYCLE = 16         # Steps per timed demo cycle: the lazy-regularisation intervals (4, 16) both fit.
+DEMO_BATCH = 32         # Images per demo step on both sides (the small preset's batch at 9dd6ba4).
 
 #----------------------------------------------------------------------------
 # Small random datasets for the dry runs: 64x64 RGB (benchmark networks) and 32x32 greyscale with
@@ -67,7 +70,7 @@ def dry_run_config(kind, datasets, fp32):
     if kind == 'nets':
         args = [f'--data={datasets["rgb64"]}', '--cfg=auto', '--cbase=8192', '--cmax=256', f'--batch={NET_BATCH}', '--aug=noaug']
     else:
-        args = [f'--data={datasets["gray32"]}', '--cfg=small', '--cond=1', '--aug=noaug', '--cmax=32', '--gamma=1']
+        args = [f'--data={datasets["gray32"]}', '--cfg=small', '--cond=1', '--aug=noaug', '--cmax=32', '--gamma=1', f'--batch={DEMO_BATCH}']
     args += ['--outdir=' + os.path.join(datasets['workdir'], 'runs'), '--device=cpu', '--workers=1', '--metrics=none', '--dry-run']
     if fp32:
         args.append('--fp32=1')
