@@ -10,6 +10,7 @@ import torch
 import dnnlib
 from torch_utils import precision
 from torch_utils.ops import conv2d_gradfix
+from torch_utils.ops import conv2d_resample
 from training import networks_stylegan2
 from training import presets
 
@@ -156,24 +157,57 @@ def test_factored_demodulation():
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-10, atol=1e-10)
 
 #----------------------------------------------------------------------------
-# factored_demod=True on float32 input (the float32 blocks of a mixed-precision network) against the
-# per-sample weights in float64, unfused and with up-sampling; the default keeps the original formula.
+# exact_fp32=False on float32 input (the float32 blocks of a mixed-precision network): the factored
+# demodulation and the 1x1 batched matrix product against the per-sample weights in float64 (fused
+# path), with and without demodulation, up-sampling and noise; the default keeps the original formula.
 
-@pytest.mark.parametrize('up', [1, 2])
-def test_factored_demodulation_float32(up):
+@pytest.mark.parametrize('kernel,up,demodulate', [(3, 1, True), (3, 2, True), (1, 1, True), (1, 1, False)])
+def test_reduced_forms_in_float32(kernel, up, demodulate):
     rng = np.random.default_rng(1)
     x = torch.tensor(rng.standard_normal([3, 6, 5, 5]))
-    weight = torch.tensor(rng.standard_normal([7, 6, 3, 3]))
+    weight = torch.tensor(rng.standard_normal([7, 6, kernel, kernel]))
     styles = torch.tensor(rng.standard_normal([3, 6]))
+    noise = torch.tensor(rng.standard_normal([3, 1, 5 * up, 5 * up]))
     f = networks_stylegan2.upfirdn2d.setup_filter([1, 3, 3, 1])
-    kwargs = dict(up=up, padding=1, resample_filter=f, flip_weight=(up == 1))
-    expected = networks_stylegan2.modulated_conv2d(x, weight, styles, fused_modconv=True, **kwargs) # Per-sample weights.
-    x32, weight32, styles32 = x.float(), weight.float(), styles.float()
-    y = networks_stylegan2.modulated_conv2d(x32, weight32, styles32, fused_modconv=False, factored_demod=True, **kwargs)
-    assert y.dtype == torch.float32
-    torch.testing.assert_close(y.double(), expected, rtol=1e-5, atol=1e-5)
+    kwargs = dict(up=up, padding=kernel // 2, resample_filter=f, flip_weight=(up == 1), demodulate=demodulate)
+    expected = []
+    for i in range(3): # Per-sample weights, one plain (resampling) convolution per sample, float64.
+        w = weight * styles[i].reshape(1, -1, 1, 1)
+        if demodulate:
+            w = w / (w.square().sum(dim=[1, 2, 3], keepdim=True) + 1e-8).sqrt()
+        expected.append(conv2d_resample.conv2d_resample(x[i:i + 1], w, f=f, up=up, padding=kernel // 2, flip_weight=(up == 1))[0])
+    expected = torch.stack(expected) + noise
+    x32, weight32, styles32, noise32 = x.float(), weight.float(), styles.float(), noise.float()
+    for layout in (torch.contiguous_format, torch.channels_last):
+        for fused in (False, True):
+            y = networks_stylegan2.modulated_conv2d(x32.to(memory_format=layout), weight32, styles32, noise=noise32,
+                fused_modconv=fused, exact_fp32=False, **kwargs)
+            assert y.dtype == torch.float32
+            torch.testing.assert_close(y.double(), expected, rtol=1e-5, atol=1e-5)
     default = networks_stylegan2.modulated_conv2d(x32, weight32, styles32, fused_modconv=False, **kwargs)
-    assert torch.equal(default, networks_stylegan2.modulated_conv2d(x32, weight32, styles32, fused_modconv=False, factored_demod=False, **kwargs))
+    assert torch.equal(default, networks_stylegan2.modulated_conv2d(x32, weight32, styles32, fused_modconv=False, exact_fp32=True, **kwargs))
+
+#----------------------------------------------------------------------------
+# The 1x1 batched matrix product in bfloat16 and channels_last (ToRGB of a bfloat16 block): values
+# and gradients (x, weight, styles) against the float64 per-sample weights.
+
+def test_modulated_conv1x1_bfloat16_gradients():
+    rng = np.random.default_rng(2)
+    x = torch.tensor(rng.standard_normal([2, 16, 4, 4]))
+    weight = torch.tensor(rng.standard_normal([3, 16, 1, 1]))
+    styles = torch.tensor(rng.standard_normal([2, 16]) / 4)
+    r = torch.tensor(rng.standard_normal([2, 3, 4, 4]))
+    grads = []
+    for dtype, layout in ((torch.float64, torch.contiguous_format), (torch.bfloat16, torch.channels_last)):
+        leaves = [x.to(dtype=dtype, memory_format=layout).requires_grad_(True), weight.float().requires_grad_(True), styles.float().requires_grad_(True)]
+        if dtype == torch.float64: # The reference: per-sample weights in float64, as an einsum.
+            y = torch.einsum('noi,nihw->nohw', leaves[1].double()[:, :, 0, 0] * leaves[2].double()[:, None, :], leaves[0])
+        else:
+            y = networks_stylegan2.modulated_conv2d(leaves[0], leaves[1], leaves[2], demodulate=False, fused_modconv=False)
+        assert y.dtype == dtype and y.is_contiguous(memory_format=layout)
+        grads.append([y.double()] + [g.double() for g in torch.autograd.grad((y.double() * r).sum(), leaves)])
+    for got, expected in zip(grads[1], grads[0]):
+        torch.testing.assert_close(got, expected, rtol=0.03, atol=0.03 * expected.abs().max().item())
 
 #----------------------------------------------------------------------------
 # How the float32 blocks' modulated convolutions run: in a network with bfloat16 blocks unfused with
@@ -184,22 +218,20 @@ def test_float32_blocks_of_mixed_networks(monkeypatch):
     calls = []
     original = networks_stylegan2.modulated_conv2d
     def spy(x, weight, styles, **kwargs):
-        calls.append((x.dtype, kwargs.get('fused_modconv'), kwargs.get('factored_demod'), kwargs.get('demodulate', True)))
+        calls.append((x.dtype, kwargs.get('fused_modconv'), kwargs.get('exact_fp32')))
         return original(x, weight, styles, **kwargs)
     monkeypatch.setattr(networks_stylegan2, 'modulated_conv2d', spy)
     G, _D, G_low, _D_low = make_pair()
     G_half = make_pair(mixed_dtype='float16')[2]
     z = torch.randn([2, 32])
-    for net, kwargs, fused, factored in [(G_low, {}, False, True), (G_low, dict(force_fp32=True), True, None),
-                                         (G_half, {}, True, None), (G, {}, True, None)]:
+    for net, kwargs, fused, exact in [(G_low, {}, False, False), (G_low, dict(force_fp32=True), True, True),
+                                      (G_half, {}, True, True), (G, {}, True, True)]:
         calls.clear()
         with torch.no_grad():
             net.eval()(z, None, noise_mode='const', **kwargs)
         float32_calls = [call for call in calls if call[0] == torch.float32]
         assert len(float32_calls) == (2 if net is G_low and not kwargs else 8) # b4: conv1, torgb; b8, b16: conv0, conv1, torgb.
-        for _dtype, call_fused, call_factored, demodulate in float32_calls:
-            assert call_fused == fused
-            assert call_factored == (factored if demodulate else None)
+        assert all(call[1:] == (fused, exact) for call in float32_calls)
     assert networks_stylegan2.SynthesisNetwork.runs_mixed(G_low.synthesis, torch.device('cpu'))
     assert not G_low.synthesis.runs_mixed(torch.device('cpu'), force_fp32=True) and not G_half.synthesis.runs_mixed(torch.device('cpu'))
 

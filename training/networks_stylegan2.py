@@ -49,6 +49,8 @@ def _check_mixed_dtype(mixed_dtype):
 # Modulated convolution (StyleGAN2 paper, Eqs. 1-3): weights scaled per sample by `styles`,
 # optionally demodulated by the inverse L2 norm of each output filter. Fused: one grouped
 # convolution with the batch folded into groups; not fused: scale the activations instead.
+# In reduced precision (or with exact_fp32=False) a 1x1 kernel without resampling is one batched
+# matrix product with the per-sample weights (tiny at 1x1), whatever fused_modconv says.
 
 @misc.profiled_function
 def modulated_conv2d(
@@ -63,7 +65,7 @@ def modulated_conv2d(
     demodulate=True,    # Apply weight demodulation?
     flip_weight=True,   # False = convolution, True = correlation (matches torch.nn.functional.conv2d).
     fused_modconv=True, # One grouped convolution instead of activation scaling?
-    factored_demod=None, # Unfused demodulation from styles^2 @ sum_k W^2? None = unless x is float32 (original formula).
+    exact_fp32=True,    # Float32 x: the original's arithmetic, bit for bit; False = the reduced-precision forms.
 ):
     batch_size = x.shape[0]
     out_channels, in_channels, kh, kw = weight.shape
@@ -76,14 +78,17 @@ def modulated_conv2d(
         weight = weight * (1 / np.sqrt(in_channels * kh * kw) / weight.norm(float('inf'), dim=[1, 2, 3], keepdim=True)) # max_Ikk
         styles = styles / styles.norm(float('inf'), dim=1, keepdim=True) # max_I
 
+    # 1x1 without resampling: one batched matrix product with the per-sample weights.
+    reduced_forms = (x.dtype != torch.float32 or not exact_fp32)
+    if reduced_forms and kh == kw == 1 and up == down == 1 and padding == 0:
+        return _modulated_conv1x1(x, weight, styles, noise, demodulate)
+
     # Per-sample weights and demodulation coefficients. Without fusion only the coefficients are needed:
     # sum_ik (W_oik s_i)^2 = sum_i s_i^2 sum_k W_oik^2, a small matrix product instead of the [NOIkk]
-    # tensor; by default in reduced precision only (float32 keeps the original's formula, bit for bit).
-    if factored_demod is None:
-        factored_demod = (x.dtype != torch.float32)
+    # tensor (the reduced-precision form; float32 keeps the original's formula, bit for bit).
     w = None
     dcoefs = None
-    if demodulate and not fused_modconv and factored_demod:
+    if demodulate and not fused_modconv and reduced_forms:
         dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt() # [NO]
     elif demodulate or fused_modconv:
         w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1) # [NOIkk]
@@ -114,6 +119,25 @@ def modulated_conv2d(
     if noise is not None:
         x = x.add_(noise)
     return x
+
+#----------------------------------------------------------------------------
+# Modulated 1x1 convolution as a batched matrix product: y_n = (W * s_n [* d_n]) x_n per sample,
+# computed in x's layout (channels_last: pixels x channels; otherwise channels x pixels).
+
+def _modulated_conv1x1(x, weight, styles, noise, demodulate):
+    batch_size, in_channels, height, width = x.shape
+    w = weight.reshape(1, -1, in_channels) * styles.unsqueeze(1) # [NOI]
+    if demodulate:
+        w = w * (w.square().sum(dim=2, keepdim=True) + 1e-8).rsqrt() # [NOI]
+    w = w.to(x.dtype)
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        y = torch.bmm(x.permute(0, 2, 3, 1).reshape(batch_size, -1, in_channels), w.transpose(1, 2)) # [N,HW,O]
+        y = y.reshape(batch_size, height, width, -1).permute(0, 3, 1, 2) # [NOHW], channels_last
+    else:
+        y = torch.bmm(w, x.reshape(batch_size, in_channels, -1)).reshape(batch_size, -1, height, width) # [NOHW]
+    if noise is not None:
+        y = y.add_(noise.to(x.dtype))
+    return y
 
 #----------------------------------------------------------------------------
 # Fully connected layer with equalised learning rate: weights stored as N(0,1)/lr_multiplier
@@ -339,7 +363,7 @@ class SynthesisLayer(torch.nn.Module):
             self.noise_strength = torch.nn.Parameter(torch.zeros([]))
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
 
-    def forward(self, x, w, noise_mode='random', fused_modconv=True, gain=1, factored_demod=None):
+    def forward(self, x, w, noise_mode='random', fused_modconv=True, gain=1, exact_fp32=True):
         if noise_mode not in ('random', 'const', 'none'):
             raise ValueError(f"noise_mode must be 'random', 'const' or 'none', not {noise_mode!r}")
         in_resolution = self.resolution // self.up
@@ -354,7 +378,7 @@ class SynthesisLayer(torch.nn.Module):
 
         flip_weight = (self.up == 1) # The original's convention (faster); trained weights depend on it.
         x = modulated_conv2d(x=x, weight=self.weight, styles=styles, noise=noise, up=self.up, padding=self.padding,
-            resample_filter=self.resample_filter, flip_weight=flip_weight, fused_modconv=fused_modconv, factored_demod=factored_demod)
+            resample_filter=self.resample_filter, flip_weight=flip_weight, fused_modconv=fused_modconv, exact_fp32=exact_fp32)
         act_gain = self.act_gain * gain
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp)
@@ -385,10 +409,10 @@ class ToRGBLayer(torch.nn.Module):
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
         self.weight_gain = 1 / np.sqrt(in_channels * (kernel_size ** 2))
 
-    def forward(self, x, w, fused_modconv=True):
+    def forward(self, x, w, fused_modconv=True, exact_fp32=True):
         misc.assert_shape(x, [None, self.in_channels, None, None])
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x=x, weight=self.weight, styles=styles, demodulate=False, fused_modconv=fused_modconv)
+        x = modulated_conv2d(x=x, weight=self.weight, styles=styles, demodulate=False, fused_modconv=fused_modconv, exact_fp32=exact_fp32)
         return bias_act.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
 
     def extra_repr(self):
@@ -470,8 +494,7 @@ class SynthesisBlock(torch.nn.Module):
         if fused_modconv is None:
             with misc.suppress_tracer_warnings():
                 fused_modconv = self._fused_modconv(dtype, int(ws.shape[0]), exact_fp32)
-        if not exact_fp32:
-            layer_kwargs['factored_demod'] = True
+        layer_kwargs['exact_fp32'] = exact_fp32
 
         # Input: the learned constant, or the previous block's features.
         if self.in_channels == 0:
@@ -498,7 +521,7 @@ class SynthesisBlock(torch.nn.Module):
             misc.assert_shape(img, [None, self.img_channels, self.resolution // 2, self.resolution // 2])
             img = upfirdn2d.upsample2d(img, self.resample_filter)
         if self.is_last or self.architecture == 'skip':
-            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
+            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv, exact_fp32=exact_fp32)
             y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)
             img = img.add_(y) if img is not None else y
 

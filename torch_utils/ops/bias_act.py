@@ -151,7 +151,7 @@ def _fused_forward(x, b, act, alpha, gain, clamp):
 def _fused_backward(dy, y, act, alpha, gain, clamp):
     dx = torch.ops.aten.hardtanh_backward(dy, y, -clamp, clamp) if clamp >= 0 else dy
     if gain != 1:
-        dx = dx * gain
+        dx = dx.mul_(gain) if dx is not dy else dx * gain # In place on the new tensor of the clamp's backward.
     if act == 'relu':
         dx = torch.ops.aten.threshold_backward(dx, y, 0)
     elif act == 'lrelu':
