@@ -152,6 +152,11 @@ def _fused_backward(dy, y, act, alpha, gain, clamp):
     dx = torch.ops.aten.hardtanh_backward(dy, y, -clamp, clamp) if clamp >= 0 else dy
     if gain != 1:
         dx = dx.mul_(gain) if dx is not dy else dx * gain # In place on the new tensor of the clamp's backward.
+    if dx is not dy: # The activation's backward in place too (its out= form, elementwise).
+        if act == 'relu':
+            return torch.ops.aten.threshold_backward.grad_input(dx, y, 0, grad_input=dx)
+        if act == 'lrelu':
+            return torch.ops.aten.leaky_relu_backward.grad_input(dx, y, alpha, True, grad_input=dx)
     if act == 'relu':
         dx = torch.ops.aten.threshold_backward(dx, y, 0)
     elif act == 'lrelu':
