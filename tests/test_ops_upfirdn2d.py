@@ -280,6 +280,41 @@ def test_float16():
         torch.testing.assert_close(y.float(), fn(x, f), rtol=1e-2, atol=1e-2)
 
 #----------------------------------------------------------------------------
+# bfloat16 and float16 without up-sampling (equal padding per axis: the convolution pads) against the
+# float64 naive loop: values, the input gradient, and the second derivative R1 takes (the gradient's
+# derivative with respect to the incoming gradient, which is the op itself applied to v).
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('f,down,padding', [(F1, 1, [2, 1]), (F2, 2, 2), (F1, [1, 2], 0), (F1, 2, [2, 2, 1, 0])])
+def test_reduced_precision_matches_naive(dtype, channels_last, f, down, padding):
+    rng = np.random.default_rng(5)
+    x = torch.tensor(rng.standard_normal((2, 3, 7, 8))).to(dtype).double() # Values representable in dtype.
+    f = torch.tensor(f).to(dtype).double()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    def run(t):
+        return upfirdn2d.upfirdn2d(t, f, down=down, padding=padding, gain=1.3)
+    down2 = [down, down] if isinstance(down, int) else down
+    naive = lambda t: torch.tensor(naive_upfirdn2d(t.numpy(), f.numpy(), (1, 1), down2, as_four(padding), gain=1.3))
+    xl = x.to(dtype=dtype, memory_format=fmt).requires_grad_(True)
+    y = run(xl)
+    assert y.dtype == dtype and y.is_contiguous(memory_format=fmt)
+    expected = naive(x)
+    torch.testing.assert_close(y.double(), expected, rtol=2e-2, atol=2e-2 * expected.abs().max().item())
+
+    # Input gradient (the adjoint) against float64 autograd through the explicit padding, then its derivative.
+    dy = torch.tensor(rng.standard_normal(y.shape)).to(dtype)
+    v = torch.tensor(rng.standard_normal(x.shape)).to(dtype)
+    dy_l = dy.to(memory_format=fmt).requires_grad_(True)
+    gx, = torch.autograd.grad(y, xl, dy_l, create_graph=True)
+    x64 = x.clone().requires_grad_(True)
+    gx64, = torch.autograd.grad(run(x64), x64, dy.double())
+    torch.testing.assert_close(gx.double(), gx64, rtol=2e-2, atol=2e-2 * gx64.abs().max().item())
+    ggy, = torch.autograd.grad((gx * v.to(memory_format=fmt)).sum(), dy_l)
+    expected = naive(v.double())
+    torch.testing.assert_close(ggy.double(), expected, rtol=2e-2, atol=2e-2 * expected.abs().max().item())
+
+#----------------------------------------------------------------------------
 # impl='cuda' on the CPU runs the reference path without a warning.
 
 def test_impl_on_cpu():

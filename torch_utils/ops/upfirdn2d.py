@@ -253,6 +253,10 @@ def _upfirdn_pass(x, g, upx, upy, downx, downy, px0, px1, py0, py1):
     kh, kw = g.shape
     weight = g[np.newaxis, np.newaxis].expand(num_channels, 1, kh, kw)  # [C1hw], no copy.
     if upx == 1 and upy == 1:
+        # Reduced precision with equal non-negative padding of both sides per axis: the convolution pads
+        # (no padded copy, and a dense gradient without a cropped copy); float32 keeps the explicit padding.
+        if px0 == px1 >= 0 and py0 == py1 >= 0 and x.dtype not in (torch.float32, torch.float64):
+            return conv2d_gradfix.conv2d(x, weight, stride=(downy, downx), padding=(py0, px0), groups=num_channels)
         x = _pad_or_crop(x, px0, px1, py0, py1)
         return conv2d_gradfix.conv2d(x, weight, stride=(downy, downx), groups=num_channels)
     memory_format = _memory_format(x)
