@@ -210,6 +210,38 @@ def test_fused_in_place_and_no_grad():
     assert bias_act.bias_act(x, None) is x
 
 #----------------------------------------------------------------------------
+# inplace=True on a temporary (as the network layers pass their convolution's output): the result is
+# written into that tensor, with exactly the values, first and second derivatives (with respect to the
+# original leaf and the incoming gradient) of the out-of-place fused path, and in float32 those of
+# 'ref' (which ignores inplace).
+
+@pytest.mark.parametrize('act', ['linear', 'lrelu'])
+@pytest.mark.parametrize('clamp', [None, 0.5])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_fused_inplace(act, clamp, dtype):
+    x = torch.tensor(away_from_zero([3, 4, 5, 6], seed=3), dtype=torch.float32).to(memory_format=torch.channels_last)
+    b = torch.tensor([0.5, -0.25, 0.05, 0.3])
+    results = []
+    for impl, inplace in (('ref', True), ('auto', False), ('auto', True)):
+        leaf, bb = x.detach().requires_grad_(True), b.detach().requires_grad_(True)
+        t = (leaf * 1.5).to(dtype) # A temporary, like a convolution's output.
+        y = bias_act.bias_act(t, bb, act=act, gain=0.7, clamp=clamp, impl=impl, inplace=inplace)
+        assert (y.data_ptr() == t.data_ptr()) == (impl == 'auto' and inplace)
+        dy = torch.tensor(away_from_zero(y.shape, seed=4)).to(dtype).requires_grad_(True)
+        dx, db = torch.autograd.grad(y, [leaf, bb], dy, create_graph=True)
+        second = torch.autograd.grad((dx * dx).sum() + db.square().sum(), [dy])[0]
+        results.append([y, dx, db, second])
+    if dtype == torch.float32: # In bfloat16, rounding moves values across the clamp differently in 'ref'.
+        for got in results[1:]:
+            for a, expected in zip(got, results[0]):
+                torch.testing.assert_close(a, expected, rtol=1e-5, atol=1e-6)
+    assert all(torch.equal(a, c) for a, c in zip(results[1], results[2])) # In place = out of place, exactly.
+    with torch.no_grad():
+        t = x.clone()
+        assert bias_act.bias_act(t, b, act=act, clamp=clamp, inplace=True) is t
+        torch.testing.assert_close(t, bias_act.bias_act(x, b, act=act, clamp=clamp, impl='ref'))
+
+#----------------------------------------------------------------------------
 # bfloat16 on the CPU: the fused path close to float64 math.
 
 @pytest.mark.parametrize('act', ['linear', 'lrelu'])

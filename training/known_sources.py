@@ -12,7 +12,7 @@ KNOWN_SOURCES = {
         classes=['AugmentPipe']),
     '104a3e517890c6463fb4837d9c254afdfa79bbf8bd804896356ba89a9dd87bbf': dict(release='gan-research 2026-11-28', path='training/networks_biggan.py', module='training.networks_biggan', family='BigGAN',
         classes=['OneHotEmbedding', 'SelfAttention', 'GeneratorBlock', 'DiscriminatorBlock', 'Generator', 'Discriminator']),
-    '634b34e828789e694d1df0500fe1eb8188d720c15be5f07cce16e5ffdad5075c': dict(release='gan-research 2026-11-28', path='training/networks_stylegan2.py', module='training.networks_stylegan2', family='StyleGAN2',
+    'dc269f152ed7356903dc365ac0d97a8c51b0dfb0a555b860ebebe795b04a4725': dict(release='gan-research 2026-11-28', path='training/networks_stylegan2.py', module='training.networks_stylegan2', family='StyleGAN2',
         classes=['FullyConnectedLayer', 'Conv2dLayer', 'MappingNetwork', 'SynthesisLayer', 'ToRGBLayer', 'SynthesisBlock', 'SynthesisNetwork', 'Generator', 'DiscriminatorBlock', 'MinibatchStdLayer', 'DiscriminatorEpilogue', 'Discriminator']),
     '134dd39561c252ca3f411d57668f7d79b810870971979eb208b5088676a0285b': dict(release='gan-research 2026-11-28', path='training/networks_stylegan3.py', module='training.networks_stylegan3', family='StyleGAN3',
         classes=['FullyConnectedLayer', 'MappingNetwork', 'SynthesisInput', 'SynthesisLayer', 'SynthesisNetwork', 'Generator']),

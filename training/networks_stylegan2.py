@@ -227,7 +227,7 @@ class Conv2dLayer(torch.nn.Module):
         x = conv2d_resample.conv2d_resample(x=x, w=w.to(x.dtype), f=self.resample_filter, up=self.up, down=self.down, padding=self.padding, flip_weight=flip_weight)
         act_gain = self.act_gain * gain
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act.bias_act(x, b, act=self.activation, gain=act_gain, clamp=act_clamp)
+        return bias_act.bias_act(x, b, act=self.activation, gain=act_gain, clamp=act_clamp, inplace=True) # x: the convolution's new output.
 
     def extra_repr(self):
         return f'in_channels={self.in_channels}, out_channels={self.out_channels}, activation={self.activation}, up={self.up}, down={self.down}'
@@ -381,7 +381,7 @@ class SynthesisLayer(torch.nn.Module):
             resample_filter=self.resample_filter, flip_weight=flip_weight, fused_modconv=fused_modconv, exact_fp32=exact_fp32)
         act_gain = self.act_gain * gain
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp)
+        return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp, inplace=True)
 
     def extra_repr(self):
         return f'in_channels={self.in_channels}, out_channels={self.out_channels}, resolution={self.resolution}, up={self.up}'
@@ -413,7 +413,7 @@ class ToRGBLayer(torch.nn.Module):
         misc.assert_shape(x, [None, self.in_channels, None, None])
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x=x, weight=self.weight, styles=styles, demodulate=False, fused_modconv=fused_modconv, exact_fp32=exact_fp32)
-        return bias_act.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+        return bias_act.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp, inplace=True)
 
     def extra_repr(self):
         return f'in_channels={self.in_channels}, out_channels={self.out_channels}'

@@ -60,7 +60,7 @@ def _check_impl(impl, x):
 #----------------------------------------------------------------------------
 # The fused op.
 
-def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, impl='auto'):
+def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, impl='auto', inplace=False):
     """Adds a bias, applies an activation, scales by a gain and clamps.
 
     Args:
@@ -78,6 +78,9 @@ def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, 
                tensor cannot use the kernel) or 'ref'. Without the kernel (CPU tensors),
                'auto' runs linear, relu and lrelu as one hand-fused step (same values
                as 'ref', fewer passes over memory) and the others as 'ref'.
+        inplace: True when x is a temporary nobody else reads (e.g. a convolution's output): the
+               hand-fused path then writes the result into x instead of a new tensor (same
+               values); the other paths ignore it. Not for leaves that require gradients.
 
     Returns:
         Tensor with the shape, dtype and memory format of x.
@@ -88,7 +91,7 @@ def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, 
         b = b.to(x.dtype) if b is not None else None
         return _bias_act_cuda(dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp).apply(x, b)
     if impl != 'ref' and act in _FUSED_ACTS and isinstance(x, torch.Tensor):
-        return _bias_act_fused(x, b=b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
+        return _bias_act_fused(x, b=b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp, inplace=inplace)
     return _bias_act_ref(x, b=b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
 
 #----------------------------------------------------------------------------
@@ -123,7 +126,7 @@ def _bias_act_ref(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=N
 
 _FUSED_ACTS = ('linear', 'relu', 'lrelu')
 
-def _bias_act_fused(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None):
+def _bias_act_fused(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, inplace=False):
     _spec, alpha, gain, clamp = _parse_args(act, alpha, gain, clamp)
     if b is not None:
         dim = _check_bias(x, b, dim)
@@ -131,12 +134,15 @@ def _bias_act_fused(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp
     if b is None and act == 'linear' and gain == 1 and clamp < 0:
         return x
     if not torch.is_grad_enabled() or not (x.requires_grad or (b is not None and b.requires_grad)):
-        return _fused_forward(x, b, act, alpha, gain, clamp)
-    return _BiasActFused.apply(x, b, act, alpha, gain, clamp)
+        return _fused_forward(x, b, act, alpha, gain, clamp, inplace)
+    return _BiasActFused.apply(x, b, act, alpha, gain, clamp, inplace)
 
-# y = clamp(act(x + b) * gain) with one new tensor.
-def _fused_forward(x, b, act, alpha, gain, clamp):
-    y = x + b if b is not None else x.clone()
+# y = clamp(act(x + b) * gain) with one new tensor, or in x itself.
+def _fused_forward(x, b, act, alpha, gain, clamp, inplace=False):
+    if inplace:
+        y = x.add_(b) if b is not None else x
+    else:
+        y = x + b if b is not None else x.clone()
     if act == 'relu':
         y = F.relu_(y)
     elif act == 'lrelu':
@@ -166,8 +172,10 @@ def _fused_backward(dy, y, act, alpha, gain, clamp):
 # y = bias_act(x, b); saves only y, and only when the gradient depends on it.
 class _BiasActFused(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, b, act, alpha, gain, clamp):  # pylint: disable=arguments-differ
-        y = _fused_forward(x, b, act, alpha, gain, clamp)
+    def forward(ctx, x, b, act, alpha, gain, clamp, inplace):  # pylint: disable=arguments-differ
+        y = _fused_forward(x, b, act, alpha, gain, clamp, inplace)
+        if inplace:
+            ctx.mark_dirty(x)
         ctx.save_for_backward(y if act != 'linear' or clamp >= 0 else None) # Linear, unclamped: y may be modified in place.
         ctx.args = (act, alpha, gain, clamp)
         ctx.b_shape = b.shape if b is not None else None
@@ -178,7 +186,7 @@ class _BiasActFused(torch.autograd.Function):
         y, = ctx.saved_tensors
         dx = _BiasActFusedGrad.apply(dy, y, *ctx.args)
         db = dx.sum_to_size(ctx.b_shape) if ctx.needs_input_grad[1] else None
-        return (dx if ctx.needs_input_grad[0] else None), db, None, None, None, None
+        return (dx if ctx.needs_input_grad[0] else None), db, None, None, None, None, None
 
 # dx = _fused_backward(dy, y): linear in dy, piecewise constant in y (zero derivative).
 class _BiasActFusedGrad(torch.autograd.Function):
