@@ -81,8 +81,10 @@ def dry_run_config(kind, datasets, fp32):
 
 #----------------------------------------------------------------------------
 # Child side: G and D of a resolved configuration, with the shared weights when a file is given.
+# A parameter whose shape differs from the baseline's (a changed architecture, e.g. a preset's
+# minibatch-stddev features) keeps this tree's seeded initial values and is named in `notes`.
 
-def build_networks(c, weights=None):
+def build_networks(c, weights=None, notes=None):
     import torch
     import dnnlib
     training_set = dnnlib.util.construct_class_by_name(**c['training_set_kwargs'])
@@ -92,11 +94,15 @@ def build_networks(c, weights=None):
     D = dnnlib.util.construct_class_by_name(**c['D_kwargs'], **common).train().requires_grad_(False)
     if weights is not None:
         for name, module in (('G', G), ('D', D)):
-            state = weights[name]
+            own = module.state_dict()
+            state = {k: v for k, v in weights[name].items() if k not in own or own[k].shape == v.shape}
             missing, _unexpected = module.load_state_dict(state, strict=False)
             params = {n for n, _ in module.named_parameters()}
-            if params & set(missing) or not params <= set(state):
-                raise RuntimeError(f'{name}: parameters differ from the shared weights: {sorted(params ^ set(state))[:5]}')
+            reshaped = sorted(params & (set(weights[name]) - set(state)))
+            if params & (set(missing) - set(reshaped)) or not params <= set(weights[name]):
+                raise RuntimeError(f'{name}: parameters differ from the shared weights: {sorted(params ^ set(weights[name]))[:5]}')
+            if notes is not None:
+                notes += [f'{name}.{k} {list(own[k].shape)} (baseline {list(weights[name][k].shape)})' for k in reshaped]
     return G, D, common
 
 #----------------------------------------------------------------------------
@@ -114,10 +120,10 @@ def time_calls(fn, repeat):
 #----------------------------------------------------------------------------
 # Child side: the four network measures.
 
-def measure_nets(c, weights, inputs, repeat, names):
+def measure_nets(c, weights, inputs, repeat, names, notes):
     import torch
     from torch_utils.ops import conv2d_gradfix
-    G, D, _common = build_networks(c, weights)
+    G, D, _common = build_networks(c, weights, notes)
     z, img, r = inputs['z'], inputs['img'], inputs['r']
     cz = torch.zeros([z.shape[0], 0])
 
@@ -154,10 +160,10 @@ def measure_nets(c, weights, inputs, repeat, names):
 # Child side: the demo's training step, as the training loop runs it (phases, lazy regularisation
 # with the interval-scaled Adam settings, optimizer steps), timed per 16-step cycle.
 
-def measure_demo(c, weights, inputs, repeat):
+def measure_demo(c, weights, inputs, repeat, notes):
     import torch
     import dnnlib
-    G, D, common = build_networks(c, weights)
+    G, D, common = build_networks(c, weights, notes)
     loss = dnnlib.util.construct_class_by_name(device=torch.device('cpu'), G=G, D=D, augment_pipe=None, **c['loss_kwargs'])
     phases = []
     for name, module, opt_kwargs, interval in [('G', G, c['G_opt_kwargs'], c.get('G_reg_interval')),
@@ -223,15 +229,16 @@ def child_main(tree, job, workdir, repeat, names, fp32, threads):
     inputs_path = os.path.join(workdir, 'inputs.pt')
     if job == 'init':
         make_inputs(datasets, inputs_path)
-        print('RESULT {}')
+        print('RESULT ' + json.dumps(dict(times={}, notes=[])))
         return
     inputs = torch.load(inputs_path, weights_only=True)
     c = dry_run_config(job, datasets, fp32)
+    notes = []
     if job == 'nets':
-        result = measure_nets(c, inputs['nets'], inputs, repeat, names)
+        result = measure_nets(c, inputs['nets'], inputs, repeat, names, notes)
     else:
-        result = dict(demo_step=measure_demo(c, inputs['demo'], inputs, repeat))
-    print('RESULT ' + json.dumps(result))
+        result = dict(demo_step=measure_demo(c, inputs['demo'], inputs, repeat, notes))
+    print('RESULT ' + json.dumps(dict(times=result, notes=notes)))
 
 #----------------------------------------------------------------------------
 # Parent side: run one child and return its parsed result.
@@ -315,12 +322,15 @@ def main(baseline, rounds, repeat, measures, fp32, threads, child, tree, workdir
             json.dump(datasets, f)
         run_child(base_tree, 'init', workdir, repeat, names, False, threads)
         times = {'A': {n: [] for n in names}, 'B': {n: [] for n in names}}
+        notes = {'A': set(), 'B': set()}
         jobs = [job for job in ('nets', 'demo') if any((n == 'demo_step') == (job == 'demo') for n in names)]
         for r in range(rounds):
             for job in jobs:
                 order = [('A', base_tree), ('B', ROOT)] if r % 2 == 0 else [('B', ROOT), ('A', base_tree)]
                 for side, path in order:
-                    result = run_child(path, job, workdir, repeat, names, fp32 and side == 'B', threads)
+                    out = run_child(path, job, workdir, repeat, names, fp32 and side == 'B', threads)
+                    result = out['times']
+                    notes[side].update(f'{job}: {note}' for note in out['notes'])
                     for name, values in result.items():
                         times[side][name] += values
                     print(f'round {r + 1}/{rounds} {job} {side}: ' + ', '.join(f'{k} {min(v):.3f}s' for k, v in result.items()), flush=True)
@@ -328,6 +338,9 @@ def main(baseline, rounds, repeat, measures, fp32, threads, child, tree, workdir
         dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
         print()
         report(times, names, commit[:7], current + ('+changes' if dirty else '') + (' (--fp32)' if fp32 else ''))
+        for side in ('A', 'B'):
+            if notes[side]:
+                print(f'\n{side}: parameters shaped differently from the baseline\'s (own seeded initial values): ' + '; '.join(sorted(notes[side])))
     finally:
         remove_worktree(base_tree)
         shutil.rmtree(workdir, ignore_errors=True)

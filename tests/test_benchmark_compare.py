@@ -6,6 +6,7 @@ import math
 import os
 
 import click.testing
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,3 +38,28 @@ def test_errors():
     assert result.exit_code != 0 and 'is not a commit' in result.output
     result = runner.invoke(compare.main, ['--baseline=HEAD', '--measures=g_fwd,bogus'])
     assert result.exit_code != 0 and 'unknown measure(s) bogus' in result.output
+
+#----------------------------------------------------------------------------
+# Shared weights: a parameter shaped differently in this tree (a changed architecture) keeps its own
+# seeded initial values and is named in the notes; the others are loaded; a parameter the shared
+# weights lack is an error.
+
+def test_build_networks_shared_weights(tmp_path, monkeypatch):
+    import torch
+    compare = load_compare()
+    monkeypatch.chdir(ROOT)
+    datasets = compare.make_datasets(str(tmp_path))
+    datasets['workdir'] = str(tmp_path)
+    c = compare.dry_run_config('demo', datasets, fp32=True)
+    G, D, _common = compare.build_networks(c)
+    weights = dict(G={k: v + 1 for k, v in G.state_dict().items()}, D={k: v + 1 for k, v in D.state_dict().items()})
+    name = next(k for k, v in weights['D'].items() if k.endswith('conv.weight') and v.ndim == 4)
+    weights['D'][name] = torch.zeros([1, 1, 1, 1])
+    notes = []
+    G2, D2, _common = compare.build_networks(c, weights, notes)
+    assert notes == [f'D.{name} {list(D.state_dict()[name].shape)} (baseline [1, 1, 1, 1])']
+    assert torch.equal(D2.state_dict()[name], D.state_dict()[name]) # Own seeded initial values.
+    assert all(torch.equal(v, weights['G'][k]) for k, v in G2.state_dict().items())
+    del weights['G'][next(n for n, _ in G.named_parameters())]
+    with pytest.raises(RuntimeError, match='parameters differ from the shared weights'):
+        compare.build_networks(c, weights)
