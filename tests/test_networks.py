@@ -234,7 +234,7 @@ def minibatch_std_naive(x, group_size, num_channels):
             extra[members, f] = std.mean()
     return np.concatenate([x, extra], axis=1)
 
-@pytest.mark.parametrize('N,group_size,num_channels', [(8, 4, 1), (8, 4, 2), (6, 2, 3), (3, 4, 1), (4, None, 1)])
+@pytest.mark.parametrize('N,group_size,num_channels', [(8, 4, 1), (8, 4, 2), (6, 2, 3), (8, 4, 6), (3, 4, 1), (4, None, 1)])
 def test_minibatch_std(N, group_size, num_channels):
     x = torch.randn([N, 6, 3, 5], dtype=torch.float64)
     y = networks_stylegan2.MinibatchStdLayer(group_size=group_size, num_channels=num_channels)(x)
