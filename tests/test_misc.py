@@ -173,6 +173,58 @@ def test_infinite_sampler_errors():
         misc.InfiniteSampler(range(4), start_index=-1)
 
 #----------------------------------------------------------------------------
+# ClassGroupedSampler: every round is [group_size, n] slots of one class each (MinibatchStdLayer's
+# layout), slot classes follow the dataset's frequencies, and rounds are split between ranks and
+# resumed by global item count.
+
+def _grouped(sampler, count):
+    it = iter(sampler)
+    return np.array([next(it) for _ in range(count)])
+
+def test_class_grouped_sampler_layout():
+    labels = np.repeat(np.arange(5), [3, 10, 20, 6, 1]) # Class 4 has fewer items than a group.
+    sampler = misc.ClassGroupedSampler(labels, group_size=4, round_size=12, seed=3)
+    idx = _grouped(sampler, 12 * 200).reshape(200, 4, 3) # [round, member g, slot k]
+    assert idx.min() >= 0 and idx.max() < len(labels)
+    classes = labels[idx]
+    assert (classes == classes[:, :1, :]).all() # Every slot holds one class.
+    for r in range(200):
+        for k in range(3):
+            members = idx[r, :, k]
+            if np.sum(labels == labels[members[0]]) >= 4:
+                assert len(set(members.tolist())) == 4 # Without replacement where the class is large enough.
+    freq = np.bincount(classes[:, 0, :].reshape(-1), minlength=5) / 600
+    np.testing.assert_allclose(freq, np.bincount(labels) / len(labels), atol=0.06)
+
+def test_class_grouped_sampler_label_vectors():
+    ids = np.random.RandomState(0).randint(3, size=30)
+    one_hot = np.eye(3, dtype=np.float32)[ids]
+    a = _grouped(misc.ClassGroupedSampler(ids, group_size=2, round_size=6, seed=1), 120)
+    b = _grouped(misc.ClassGroupedSampler(one_hot, group_size=2, round_size=6, seed=1), 120)
+    np.testing.assert_array_equal(a, b)
+
+@pytest.mark.parametrize('replicas', [1, 2, 3])
+def test_class_grouped_sampler_shards_and_resume(replicas):
+    labels = np.arange(40) % 4
+    kwargs = dict(group_size=2, round_size=4, num_replicas=replicas, seed=7)
+    whole = misc.ClassGroupedSampler(labels, group_size=2, round_size=4, seed=7)
+    rounds = _grouped(whole, 4 * 12 * replicas).reshape(-1, 4)
+    for rank in range(replicas):
+        got = _grouped(misc.ClassGroupedSampler(labels, rank=rank, **kwargs), 4 * 6).reshape(-1, 4)
+        np.testing.assert_array_equal(got, rounds[rank::replicas][:6]) # Rank r takes rounds r, r + replicas, ...
+        start = 4 * replicas * 3 # Three steps of all ranks consumed.
+        resumed = _grouped(misc.ClassGroupedSampler(labels, rank=rank, start_index=start, **kwargs), 4 * 3).reshape(-1, 4)
+        np.testing.assert_array_equal(resumed, got[3:6])
+
+def test_class_grouped_sampler_errors():
+    with pytest.raises(ValueError, match='non-empty'):
+        misc.ClassGroupedSampler([], group_size=2, round_size=4)
+    with pytest.raises(ValueError, match='multiple of group_size'):
+        misc.ClassGroupedSampler([0, 1], group_size=3, round_size=4)
+    with pytest.raises(ValueError, match='rank'):
+        misc.ClassGroupedSampler([0, 1], group_size=2, round_size=4, rank=1, num_replicas=1)
+
+#----------------------------------------------------------------------------
 # Parameters and buffers helpers and copy_params_and_buffers.
 
 def _small_net(with_extra=False):

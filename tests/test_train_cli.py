@@ -134,6 +134,19 @@ def test_published_hyperparameters(tmp_path, data, cfg):
     if cfg == 'cifar':
         assert c.loss_kwargs.pl_weight == 0 and c.loss_kwargs.style_mixing_prob == 0 and c.D_kwargs.architecture == 'orig'
 
+# Minibatch-stddev features and class groups: the published presets keep the original's single feature and
+# mixed groups; small has one feature per channel of D's 4x4 block (following --cbase/--cmax) and, with labels,
+# class groups the size of the stddev groups (docs/demo.md, runs 18-21).
+@pytest.mark.parametrize('cfg,extra,features,groups', [('paper256', ['--cond=1'], 1, 0), ('cifar', ['--cond=1'], 1, 0),
+    ('small', ['--cond=1'], 32, 4), ('small', [], 32, 0), ('small', ['--cond=1', '--cmax=16', '--batch=2'], 16, 2),
+    ('small', ['--cond=1', '--cmax=64', '--cbase=128'], 32, 4)])
+def test_mbstd_features_and_class_groups(tmp_path, data, cfg, extra, features, groups):
+    c = dry_run([f'--outdir={tmp_path}', f'--data={data}', f'--cfg={cfg}', '--device=cpu'] + extra)
+    assert c.D_kwargs.epilogue_kwargs.mbstd_num_channels == features
+    assert c.class_group_size == groups
+    if groups:
+        assert c.D_kwargs.epilogue_kwargs.mbstd_group_size == groups
+
 def test_biggan_presets(tmp_path, data):
     c = dry_run([f'--outdir={tmp_path}', f'--data={data}', '--cfg=biggan32', '--cond=1', '--device=cpu', '--ch=8', '--batch=8'])
     assert c.G_kwargs.ch == c.D_kwargs.ch == 8 and c.G_kwargs.mybn is True

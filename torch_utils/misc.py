@@ -165,6 +165,61 @@ class InfiniteSampler(torch.utils.data.Sampler):
         return order, rnd, window
 
 #----------------------------------------------------------------------------
+# Sampler that yields dataset indices forever in class groups, for minibatch-stddev groups that
+# each see one class. Every `round_size` consecutive indices (one accumulation round) hold
+# n = round_size // group_size class slots; index g * n + k is the g-th member of slot k, the
+# layout of MinibatchStdLayer's groups (x.reshape(group_size, n, ...)). A slot takes the class of
+# a uniformly drawn item (so classes keep the dataset's frequencies) and draws its members from
+# that class, without replacement where the class is large enough.
+#
+# Rounds are numbered over all processes: rank r takes rounds r, r + num_replicas, ..., and a
+# round's indices depend only on (seed, round number), so a sampler started at a global item
+# count start_index (e.g. cur_nimg, a multiple of round_size * num_replicas) resumes exactly.
+
+class ClassGroupedSampler(torch.utils.data.Sampler):
+    def __init__(self,
+        labels,                 # Label of every item: [N] class ids or [N, L] label vectors (equal vectors = one class).
+        group_size,             # Items of one class per group.
+        round_size,             # Items per round (a multiple of group_size).
+        rank            = 0,    # Index of this process, 0 <= rank < num_replicas.
+        num_replicas    = 1,    # Number of processes.
+        seed            = 0,    # Seed of every round's draws.
+        start_index     = 0,    # Global item count to start from (see above).
+    ):
+        labels = np.asarray(labels)
+        if labels.ndim not in (1, 2) or len(labels) == 0:
+            raise ValueError(f'ClassGroupedSampler: labels must be a non-empty [N] or [N, L] array, got shape {list(labels.shape)}')
+        if not (group_size >= 1 and round_size >= group_size and round_size % group_size == 0):
+            raise ValueError(f'ClassGroupedSampler: round_size ({round_size}) must be a positive multiple of group_size ({group_size})')
+        if not (num_replicas >= 1 and 0 <= rank < num_replicas) or start_index < 0:
+            raise ValueError(f'ClassGroupedSampler: need 0 <= rank < num_replicas and start_index >= 0, got {rank}, {num_replicas}, {start_index}')
+        super().__init__()
+        _classes, self.class_of = np.unique(labels.reshape(len(labels), -1), axis=0, return_inverse=True)
+        self.class_of = self.class_of.reshape(-1)
+        self.members = [np.flatnonzero(self.class_of == k) for k in range(len(_classes))]
+        self.group_size, self.round_size = int(group_size), int(round_size)
+        self.rank, self.num_replicas, self.seed = rank, num_replicas, seed
+        self.start_index = int(start_index)
+
+    # The indices of global round u, laid out as [group_size, n] flattened.
+    def round_indices(self, u):
+        rnd = np.random.RandomState([self.seed, u])
+        n = self.round_size // self.group_size
+        rows = []
+        for anchor in rnd.randint(len(self.class_of), size=n):
+            members = self.members[self.class_of[anchor]]
+            rows.append(rnd.choice(members, size=self.group_size, replace=len(members) < self.group_size))
+        return np.stack(rows, axis=1).reshape(-1)
+
+    # Yield indices forever: this rank's rounds from the one holding start_index on.
+    def __iter__(self):
+        u = -(-self.start_index // self.round_size) # First round not yet consumed.
+        u += (self.rank - u) % self.num_replicas
+        while True:
+            yield from self.round_indices(u).tolist()
+            u += self.num_replicas
+
+#----------------------------------------------------------------------------
 # Parameters and buffers of a module, as a list (plain or with names).
 
 def params_and_buffers(module):

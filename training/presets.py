@@ -97,6 +97,8 @@ class StyleGAN2Spec:
     mix:        float   # Style-mixing probability.
     darch:      str     # Discriminator architecture: 'orig', 'skip' or 'resnet'.
     ada_kimg:   float = 500 # ADA speed: p can go from 0 to 1 in this many kimg.
+    mbstd_ch:   int = 1     # Minibatch-stddev features: the original's 1, or 0 = one per channel of D's 4x4 block.
+    class_groups: bool = False # Conditional runs: each minibatch-stddev group holds one class (reals and fakes).
 
 stylegan2_specs = {
     'stylegan2': StyleGAN2Spec(ref_gpus=8, kimg=25000,  mb=32, mbstd=4,  fmaps=1,     lrate=0.002,  gamma=10,   ema=10,  ramp=None, map=8, cmax=512, zdim=512, pl=2, mix=0.9, darch='resnet'),
@@ -104,8 +106,9 @@ stylegan2_specs = {
     'paper512':  StyleGAN2Spec(ref_gpus=8, kimg=25000,  mb=64, mbstd=8,  fmaps=1,     lrate=0.0025, gamma=0.5,  ema=20,  ramp=None, map=8, cmax=512, zdim=512, pl=2, mix=0.9, darch='resnet'),
     'paper1024': StyleGAN2Spec(ref_gpus=8, kimg=25000,  mb=32, mbstd=4,  fmaps=1,     lrate=0.002,  gamma=2,    ema=10,  ramp=None, map=8, cmax=512, zdim=512, pl=2, mix=0.9, darch='resnet'),
     'cifar':     StyleGAN2Spec(ref_gpus=2, kimg=100000, mb=64, mbstd=32, fmaps=1,     lrate=0.0025, gamma=0.01, ema=500, ramp=0.05, map=2, cmax=512, zdim=512, pl=0, mix=0,   darch='orig'),
-    # small: chosen by the demo's sweep (docs/demo.md): batch 8 (more steps per kimg), R1 gamma 1, ADA that reacts within 100 kimg.
-    'small':     StyleGAN2Spec(ref_gpus=1, kimg=200,    mb=8,  mbstd=4,  fmaps=0.125, lrate=0.0025, gamma=1,    ema=2,   ramp=0.05, map=2, cmax=32,  zdim=128, pl=0, mix=0.9, darch='resnet', ada_kimg=100),
+    # small: chosen by the demo's sweep (docs/demo.md): batch 8 (more steps per kimg), R1 gamma 1, ADA that reacts within 100 kimg,
+    # one minibatch-stddev feature per channel, and stddev groups of one class each in conditional runs.
+    'small':     StyleGAN2Spec(ref_gpus=1, kimg=200,    mb=8,  mbstd=4,  fmaps=0.125, lrate=0.0025, gamma=1,    ema=2,   ramp=0.05, map=2, cmax=32,  zdim=128, pl=0, mix=0.9, darch='resnet', ada_kimg=100, mbstd_ch=0, class_groups=True),
 }
 
 stylegan2_descriptions = {
@@ -142,7 +145,7 @@ class StyleGAN2Preset(Preset):
         c.D_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan2.Discriminator', architecture=spec.darch,
             channel_base=channel_base, channel_max=spec.cmax, num_fp16_res=4, conv_clamp=256,
             block_kwargs=dnnlib.EasyDict(), mapping_kwargs=dnnlib.EasyDict(),
-            epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=spec.mbstd))
+            epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=spec.mbstd, mbstd_num_channels=spec.mbstd_ch))
         c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=spec.lrate, betas=[0.0, 0.99], eps=1e-8)
         c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=spec.lrate, betas=[0.0, 0.99], eps=1e-8)
         c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=spec.gamma,
@@ -153,6 +156,8 @@ class StyleGAN2Preset(Preset):
         c.ema_kimg = spec.ema
         c.ema_rampup = spec.ramp
         c.ada_kimg = spec.ada_kimg
+        if spec.class_groups:
+            c.class_group_size = spec.mbstd # Resolved with the data in apply_options.
         c.G_reg_interval = 4 # Lazy regularisation (StyleGAN2 Sec. 3.1).
         c.D_reg_interval = 16
         c.image_grid_kwargs = dnnlib.EasyDict(noise_mode='const') # Grids without per-pixel noise, comparable between snapshots.
@@ -167,8 +172,12 @@ class StyleGAN2Preset(Preset):
             c.G_kwargs.mapping_kwargs.num_layers = opts.map
         if opts.get('freeze_d'):
             c.D_kwargs.block_kwargs.freeze_layers = opts.freeze_d
-        mbstd = c.D_kwargs.epilogue_kwargs.mbstd_group_size
-        c.D_kwargs.epilogue_kwargs.mbstd_group_size = min(mbstd, c.batch_gpu) # A group lies within one step's batch.
+        epilogue = c.D_kwargs.epilogue_kwargs
+        epilogue.mbstd_group_size = min(epilogue.mbstd_group_size, c.batch_gpu) # A group lies within one step's batch.
+        if epilogue.mbstd_num_channels == 0: # One feature per channel of the 4x4 block (after --cbase/--cmax).
+            epilogue.mbstd_num_channels = min(c.D_kwargs.channel_base // 4, c.D_kwargs.channel_max)
+        if c.get('class_group_size'): # Class groups are the stddev groups, and only where there are classes.
+            c.class_group_size = epilogue.mbstd_group_size if c.training_set_kwargs.get('use_labels') else 0
         mixed_dtype = precision.choose_mixed_dtype(device, fp32=opts.get('fp32'), bf16=opts.get('bf16'))
         if mixed_dtype is None: # float32 everywhere (--fp32, or a CPU without bfloat16), unclamped.
             for kwargs in (c.G_kwargs.synthesis_kwargs, c.D_kwargs):

@@ -89,6 +89,8 @@ def training_loop(
     device                  = 'cuda',   # 'cuda' | 'cpu' | 'mps'; with cuda the current CUDA device is used.
     batch_size              = 4,        # Total batch over all processes.
     batch_gpu               = 4,        # Images per process per step (accumulation when batch_size > batch_gpu * num_gpus).
+    class_group_size        = 0,        # > 0: reals and fakes come in groups of this many images of one class, laid out
+                                        # like D's minibatch-stddev groups (misc.ClassGroupedSampler); needs labels.
     ema_kimg                = 10,       # Half-life of the G_ema weights, in kimg.
     ema_rampup              = 0.05,     # EMA ramp-up ratio: half-life <= cur_nimg * ema_rampup; None = off.
     ema_start_kimg          = 0,        # G_ema copies G until this many kimg (BigGAN's ema_start); 0 = averaging from the start.
@@ -127,6 +129,7 @@ def training_loop(
     # Data.
     training_set = dnnlib.util.construct_class_by_name(**training_set_kwargs)
     log(f'Dataset: {len(training_set)} images, shape {training_set.image_shape}, label shape {training_set.label_shape}')
+    _check_class_groups(class_group_size, batch_gpu, training_set)
 
     # The run's state: networks (from resume_pkl's weights if given), augmentation, loss, optimizers.
     common_kwargs = dict(c_dim=training_set.label_dim, img_resolution=training_set.resolution, img_channels=training_set.num_channels)
@@ -157,7 +160,7 @@ def training_loop(
 
     # Data loader at the run's position.
     training_set_iterator = _data_iterator(training_set, data_loader_kwargs, rank, num_gpus, random_seed,
-        batch_per_rank, start=run.batch_idx * batch_size)
+        batch_per_rank, start=run.batch_idx * batch_size, groups=(class_group_size, batch_gpu))
 
     # Image grid: reals and the initial fakes (rank 0).
     grid = None
@@ -183,7 +186,8 @@ def training_loop(
 
         # One step: this step's data, each due phase, G_ema, counters, ADA.
         with record_function('data'), timer('data'):
-            batch = _fetch_step_data(training_set_iterator, training_set, len(phases), batch_per_rank, batch_gpu, G.z_dim, device)
+            batch = _fetch_step_data(training_set_iterator, training_set, len(phases), batch_per_rank, batch_gpu, G.z_dim, device,
+                class_group_size)
         _run_phases(run, phases, batch, nonfinite, timer, num_gpus)
         with record_function('G_ema'):
             _update_ema(G, G_ema, run.cur_nimg, batch_size, ema_kimg, ema_rampup, ema_start_kimg)
@@ -308,9 +312,15 @@ def _print_summaries(G, D, batch_gpu, device):
     D.train()
 
 # Endless batches of (images, labels) for this rank, starting at global item `start`.
-def _data_iterator(training_set, data_loader_kwargs, rank, num_gpus, random_seed, batch_per_rank, start):
-    sampler = misc.InfiniteSampler(dataset=training_set, rank=rank, num_replicas=num_gpus, seed=random_seed)
-    sampler.set_position(start) # Global position: items consumed by all ranks.
+# groups = (class_group_size, batch_gpu): with a group size, every round of batch_gpu reals comes in class groups.
+def _data_iterator(training_set, data_loader_kwargs, rank, num_gpus, random_seed, batch_per_rank, start, groups=(0, 1)):
+    if groups[0]:
+        labels = np.stack([training_set.get_label(i) for i in range(len(training_set))])
+        sampler = misc.ClassGroupedSampler(labels, group_size=groups[0], round_size=groups[1], rank=rank, num_replicas=num_gpus,
+            seed=random_seed, start_index=start)
+    else:
+        sampler = misc.InfiniteSampler(dataset=training_set, rank=rank, num_replicas=num_gpus, seed=random_seed)
+        sampler.set_position(start) # Global position: items consumed by all ranks.
     loader_kwargs = dict(data_loader_kwargs)
     if loader_kwargs.get('num_workers', 0) == 0:
         loader_kwargs.pop('prefetch_factor', None) # Only meaningful with worker processes.
@@ -328,16 +338,31 @@ def _setup_grid(training_set, z_dim, random_seed, device):
 # Stages of a step.
 
 # Reals from the loader, split into rounds of batch_gpu; latents and labels for each phase.
-def _fetch_step_data(iterator, training_set, num_phases, batch_per_rank, batch_gpu, z_dim, device):
+def _fetch_step_data(iterator, training_set, num_phases, batch_per_rank, batch_gpu, z_dim, device, class_group_size=0):
     real_img, real_c = next(iterator)
     real_img = (real_img.to(device).to(torch.float32) / 127.5 - 1).split(batch_gpu)
     real_c = real_c.to(device).split(batch_gpu)
     gen_z = [torch.randn([batch_per_rank, z_dim], device=device).split(batch_gpu) for _ in range(num_phases)]
-    gen_c = [training_set.get_label(np.random.randint(len(training_set))) for _ in range(num_phases * batch_per_rank)]
-    gen_c = torch.from_numpy(np.stack(gen_c))
+    gen_c = torch.from_numpy(np.stack(_fake_labels(training_set, num_phases * batch_per_rank, batch_gpu, class_group_size)))
     gen_c = gen_c.pin_memory() if device.type == 'cuda' else gen_c
     gen_c = [phase_c.split(batch_gpu) for phase_c in gen_c.to(device).split(batch_per_rank)]
     return dnnlib.EasyDict(real_img=real_img, real_c=real_c, gen_z=gen_z, gen_c=gen_c)
+
+# Labels of `count` fakes drawn from the dataset; with class groups, one label per slot of each round of
+# round_size, repeated over the slot's group (item g * slots + k has slot k, as in misc.ClassGroupedSampler).
+def _fake_labels(training_set, count, round_size, class_group_size):
+    if not class_group_size:
+        return [training_set.get_label(np.random.randint(len(training_set))) for _ in range(count)]
+    slots = round_size // class_group_size
+    labels = [training_set.get_label(np.random.randint(len(training_set))) for _ in range(count // class_group_size)]
+    return [labels[(i // round_size) * slots + i % slots] for i in range(count)]
+
+# The class groups need labels and whole groups in every round.
+def _check_class_groups(class_group_size, batch_gpu, training_set):
+    if class_group_size and not training_set.has_labels:
+        raise ValueError('class_group_size needs a dataset with labels (--cond=1).')
+    if class_group_size and batch_gpu % class_group_size != 0:
+        raise ValueError(f'class_group_size={class_group_size} must divide batch_gpu={batch_gpu}.')
 
 # Each phase due at this step: accumulate gradients over the rounds, clean and average them, step.
 def _run_phases(run, phases, batch, nonfinite, timer, num_gpus):

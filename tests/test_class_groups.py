@@ -1,0 +1,68 @@
+# Class groups (the small preset's conditional runs): every minibatch-stddev group of D holds reals
+# of one class and fakes of one class (misc.ClassGroupedSampler and training_loop._fake_labels).
+
+import json
+import os
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from training import dataset as dataset_module
+from training import networks_stylegan2
+from training import training_loop
+
+#----------------------------------------------------------------------------
+# 30 labelled 8x8 greyscale images of 3 classes.
+
+@pytest.fixture(scope='module')
+def labelled(tmp_path_factory):
+    path = tmp_path_factory.mktemp('groups')
+    rnd = np.random.RandomState(5)
+    labels = []
+    for i in range(30):
+        PIL.Image.fromarray(rnd.randint(0, 256, size=[8, 8], dtype=np.uint8)).save(path / f'{i:02d}.png')
+        labels.append([f'{i:02d}.png', int(rnd.randint(3))])
+    (path / 'dataset.json').write_text(json.dumps(dict(labels=labels)))
+    return dataset_module.ImageFolderDataset(path=str(path), use_labels=True)
+
+# Group spread of one-hot labels through D's own minibatch-stddev layer: zero iff a group shares a class.
+def _label_spread(c, group_size):
+    y = networks_stylegan2.MinibatchStdLayer(group_size=group_size)(c.to(torch.float64)[:, :, None, None])
+    return y[:, -1, 0, 0]
+
+#----------------------------------------------------------------------------
+
+def test_step_data_groups_hold_one_class(labelled):
+    iterator = training_loop._data_iterator(labelled, dict(num_workers=0), rank=0, num_gpus=1, random_seed=0,
+        batch_per_rank=16, start=0, groups=(4, 8))
+    spread = []
+    for _step in range(5):
+        batch = training_loop._fetch_step_data(iterator, labelled, num_phases=3, batch_per_rank=16, batch_gpu=8, z_dim=4,
+            device=torch.device('cpu'), class_group_size=4)
+        rounds = list(batch.real_c) + [c for phase_c in batch.gen_c for c in phase_c]
+        assert len(rounds) == 2 + 3 * 2 and all(c.shape == (8, 3) for c in rounds)
+        for c in rounds:
+            assert _label_spread(c, 4).max() < 1e-3 # sqrt(1e-8): no spread within any group.
+            spread.append(_label_spread(c, 8).max()) # Across the two groups of a round, classes may differ.
+    assert max(spread) > 0.1
+
+def test_without_groups_classes_mix(labelled):
+    iterator = training_loop._data_iterator(labelled, dict(num_workers=0), 0, 1, 0, batch_per_rank=8, start=0)
+    batch = training_loop._fetch_step_data(iterator, labelled, 1, 8, 8, 4, torch.device('cpu'))
+    assert _label_spread(batch.real_c[0], 4).max() > 0.1
+
+def test_fake_label_layout(labelled):
+    np.random.seed(0)
+    labels = np.argmax(training_loop._fake_labels(labelled, count=24, round_size=12, class_group_size=3), axis=1)
+    slots = labels.reshape(2, 3, 4) # [round, member, slot]
+    assert (slots == slots[:, :1, :]).all()
+
+def test_class_group_errors(labelled):
+    with pytest.raises(ValueError, match='divide batch_gpu'):
+        training_loop._check_class_groups(3, 8, labelled)
+    unlabelled = dataset_module.ImageFolderDataset(path=labelled._path, use_labels=False)
+    with pytest.raises(ValueError, match='labels'):
+        training_loop._check_class_groups(2, 8, unlabelled)
+    training_loop._check_class_groups(0, 8, unlabelled) # Off: nothing to check.
