@@ -95,6 +95,7 @@ def _list_classes(ctx, _param, value):
 @click.option('--cbase',        help='StyleGAN2: channel base', metavar='INT', type=click.IntRange(min=1))
 @click.option('--cmax',         help='StyleGAN2: maximum channels', metavar='INT', type=click.IntRange(min=1))
 @click.option('--map',          help='StyleGAN2: mapping network depth', metavar='INT', type=click.IntRange(min=1))
+@click.option('--mbstd-ch',     help='StyleGAN2: minibatch-stddev features of D, 0 = one per channel [default: from --cfg]', metavar='INT', type=click.IntRange(min=0))
 @click.option('--freeze-d', '--freezed', 'freeze_d', help='StyleGAN2: freeze the first N layers of D', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
 @click.option('--nhwc',         help='StyleGAN2: NHWC memory format with fp16', metavar='BOOL', type=bool, default=False, show_default=True)
 @click.option('--bf16',         help='StyleGAN2: bfloat16 instead of float16 on CUDA (CPUs with bfloat16 use it always)', metavar='BOOL', type=bool, default=False, show_default=True)
@@ -352,7 +353,7 @@ def _check_resume_fits(c, opts, data, resume_data):
             misc.copy_params_and_buffers(resume_data[name], net, require_all=False)
         except ValueError as err:
             raise ValueError(f'--resume: the {name} in {opts.resume} does not fit this configuration ({err}); '
-                'give the --cfg and size options (--cbase, --cmax, --ch, ...) it was trained with.') from None
+                'give the --cfg and size options (--cbase, --cmax, --mbstd-ch, --ch, ...) it was trained with.') from None
 
 #----------------------------------------------------------------------------
 # --resume=<run dir>: the run's own options, its latest training state, and the few changeable options.

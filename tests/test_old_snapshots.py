@@ -136,8 +136,9 @@ def make_dataset(path, num_images=8, resolution=16, num_classes=4):
 def test_resume_from_stylegan2_snapshot(tmp_path):
     data = make_dataset(str(tmp_path / 'data'))
     outdir = tmp_path / 'runs'
+    # The snapshot's D has the original's single stddev feature (small's before the class groups): --mbstd-ch=1.
     train.main.main(args=[f'--outdir={outdir}', f'--data={data}', f'--resume={SG2_PKL}', '--cfg=small', '--cond=1',
-        '--device=cpu', '--batch=4', '--workers=0', '--cbase=256', '--cmax=16', '--map=1', '--glr=0', '--dlr=0',
+        '--device=cpu', '--batch=4', '--workers=0', '--cbase=256', '--cmax=16', '--map=1', '--mbstd-ch=1', '--glr=0', '--dlr=0',
         '--kimg=0.004', '--tick=0.004', '--snap=1', '--metrics=none'], standalone_mode=False)
     snapshots = sorted(glob.glob(str(outdir / '*' / 'network-snapshot-*.pkl')))
     assert snapshots

@@ -139,13 +139,20 @@ def test_published_hyperparameters(tmp_path, data, cfg):
 # class groups the size of the stddev groups (docs/demo.md, runs 18-21).
 @pytest.mark.parametrize('cfg,extra,features,groups', [('paper256', ['--cond=1'], 1, 0), ('cifar', ['--cond=1'], 1, 0),
     ('small', ['--cond=1'], 32, 4), ('small', [], 32, 0), ('small', ['--cond=1', '--cmax=16', '--batch=2'], 16, 2),
-    ('small', ['--cond=1', '--cmax=64', '--cbase=128'], 32, 4)])
+    ('small', ['--cond=1', '--cmax=64', '--cbase=128'], 32, 4), ('small', ['--cond=1', '--mbstd-ch=1'], 1, 4),
+    ('paper256', ['--mbstd-ch=0'], 512, 0)])
 def test_mbstd_features_and_class_groups(tmp_path, data, cfg, extra, features, groups):
     c = dry_run([f'--outdir={tmp_path}', f'--data={data}', f'--cfg={cfg}', '--device=cpu'] + extra)
     assert c.D_kwargs.epilogue_kwargs.mbstd_num_channels == features
     assert c.class_group_size == groups
     if groups:
         assert c.D_kwargs.epilogue_kwargs.mbstd_group_size == groups
+
+def test_mbstd_ch_must_divide_channels(tmp_path, data):
+    result = click.testing.CliRunner().invoke(train.main, [f'--outdir={tmp_path}', f'--data={data}', '--cfg=small',
+        '--device=cpu', '--cmax=16', '--mbstd-ch=3', '--dry-run'])
+    assert result.exit_code != 0 and 'Traceback' not in result.output
+    assert '--mbstd-ch=3 must divide the 16 channels' in result.output.strip().splitlines()[-1]
 
 def test_biggan_presets(tmp_path, data):
     c = dry_run([f'--outdir={tmp_path}', f'--data={data}', '--cfg=biggan32', '--cond=1', '--device=cpu', '--ch=8', '--batch=8'])

@@ -125,7 +125,7 @@ stylegan2_descriptions = {
 # The StyleGAN2 family: networks of training.networks_stylegan2, loss training.loss.StyleGAN2Loss.
 
 class StyleGAN2Preset(Preset):
-    family = Family('StyleGAN2', options=('cbase', 'cmax', 'map', 'freeze_d', 'nhwc', 'bf16'))
+    family = Family('StyleGAN2', options=('cbase', 'cmax', 'map', 'mbstd_ch', 'freeze_d', 'nhwc', 'bf16'))
 
     def __init__(self, name, description, spec):
         super().__init__(name, description)
@@ -173,11 +173,16 @@ class StyleGAN2Preset(Preset):
         if opts.get('freeze_d'):
             c.D_kwargs.block_kwargs.freeze_layers = opts.freeze_d
         epilogue = c.D_kwargs.epilogue_kwargs
+        if opts.get('mbstd_ch') is not None:
+            epilogue.mbstd_num_channels = opts.mbstd_ch
         epilogue.mbstd_group_size = min(epilogue.mbstd_group_size, c.batch_gpu) # A group lies within one step's batch.
-        if epilogue.mbstd_num_channels == 0: # One feature per channel of the 4x4 block (after --cbase/--cmax).
-            epilogue.mbstd_num_channels = min(c.D_kwargs.channel_base // 4, c.D_kwargs.channel_max)
+        channels = min(c.D_kwargs.channel_base // 4, c.D_kwargs.channel_max) # D's 4x4 block (after --cbase/--cmax).
+        if epilogue.mbstd_num_channels == 0: # One feature per channel.
+            epilogue.mbstd_num_channels = channels
+        if channels % epilogue.mbstd_num_channels != 0:
+            raise ValueError(f'--mbstd-ch={epilogue.mbstd_num_channels} must divide the {channels} channels of D\'s 4x4 block (or be 0: one per channel).')
         if c.get('class_group_size'): # Class groups are the stddev groups, and only where there are classes.
-            c.class_group_size = epilogue.mbstd_group_size if c.training_set_kwargs.get('use_labels') else 0
+            c.class_group_size = epilogue.mbstd_group_size if c.get('training_set_kwargs', {}).get('use_labels') else 0
         mixed_dtype = precision.choose_mixed_dtype(device, fp32=opts.get('fp32'), bf16=opts.get('bf16'))
         if mixed_dtype is None: # float32 everywhere (--fp32, or a CPU without bfloat16), unclamped.
             for kwargs in (c.G_kwargs.synthesis_kwargs, c.D_kwargs):
