@@ -351,10 +351,10 @@ def _fetch_step_data(iterator, training_set, num_phases, batch_per_rank, batch_g
 # Labels of `count` fakes drawn from the dataset; with class groups, one label per slot of each round of
 # round_size, repeated over the slot's group (item g * slots + k has slot k, as in misc.ClassGroupedSampler).
 def _fake_labels(training_set, count, round_size, class_group_size):
+    labels = [training_set.get_label(np.random.randint(len(training_set))) for _ in range(count // max(class_group_size, 1))]
     if not class_group_size:
-        return [training_set.get_label(np.random.randint(len(training_set))) for _ in range(count)]
+        return labels
     slots = round_size // class_group_size
-    labels = [training_set.get_label(np.random.randint(len(training_set))) for _ in range(count // class_group_size)]
     return [labels[(i // round_size) * slots + i % slots] for i in range(count)]
 
 # The class groups need labels and whole groups in every round.
