@@ -401,6 +401,47 @@ def test_overflowing_gradient_does_not_poison_weights(tmp_path, data16, monkeypa
     assert first['Gradients/Dreg/nonfinite']['mean'] == 2 and first['Gradients/Dmain/nonfinite']['mean'] == 0
 
 #----------------------------------------------------------------------------
+# The loop's optimizers update all tensors at once (foreach) and G_ema in a few multi-tensor calls; both
+# give the numbers of the one-tensor-at-a-time updates (torch's default Adam on the CPU, the original's
+# per-parameter lerp), bit for bit.
+
+def _reference_ema(G, G_ema, beta):
+    with torch.no_grad():
+        for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+            p_ema.copy_(p.lerp(p_ema, beta))
+        for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+            b_ema.copy_(b)
+
+def test_multi_tensor_updates_are_bit_identical():
+    torch.manual_seed(0)
+    shapes = [[16, 8, 3, 3], [16], [32, 32], [1]]
+    params = [[torch.randn(shape).requires_grad_(True) for shape in shapes] for _ in range(2)]
+    for a, b in zip(*params):
+        b.data.copy_(a.data)
+    kwargs = dict(class_name='torch.optim.Adam', lr=0.0025 * 16 / 17, betas=(0.0, 0.99 ** (16 / 17)), eps=1e-8)
+    loop_opt = training_loop._construct_optimizer(params[0], kwargs)
+    reference_opt = torch.optim.Adam(params[1], lr=kwargs['lr'], betas=kwargs['betas'], eps=1e-8, foreach=False)
+    assert loop_opt.param_groups[0]['foreach'] is True
+    for _step in range(20):
+        for a, b in zip(*params):
+            a.grad = torch.randn(a.shape)
+            b.grad = a.grad.clone()
+        loop_opt.step()
+        reference_opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(*params))
+
+    G = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    G(torch.randn([2, 3, 5, 5])) # Moves the running statistics and num_batches_tracked (an integer buffer).
+    ema_loop, ema_reference = copy.deepcopy(G), copy.deepcopy(G)
+    with torch.no_grad():
+        for module in (ema_loop, ema_reference):
+            for p in module.parameters():
+                p.mul_(0.5)
+    training_loop._update_ema(G, ema_loop, cur_nimg=1000, batch_size=8, ema_kimg=2, ema_rampup=0.05)
+    _reference_ema(G, ema_reference, 0.5 ** (8 / 50))
+    assert all(torch.equal(a, b) for a, b in zip(ema_loop.state_dict().values(), ema_reference.state_dict().values()))
+
+#----------------------------------------------------------------------------
 # Disk stays bounded: the newest `keep` training-state files stay; the state restores what was saved.
 
 def test_keep_newest_training_states(tmp_path):
