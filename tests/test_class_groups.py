@@ -66,3 +66,30 @@ def test_class_group_errors(labelled):
     with pytest.raises(ValueError, match='labels'):
         training_loop._check_class_groups(2, 8, unlabelled)
     training_loop._check_class_groups(0, 8, unlabelled) # Off: nothing to check.
+
+#----------------------------------------------------------------------------
+# class_group_kimg: mixed-class groups until the start, class groups from the step at that kimg on; a run
+# continued at any step (before, at or after the start) draws the reals the uninterrupted run drew.
+
+def _reals_of_steps(reals, first, count, batch=8):
+    steps = []
+    for step in range(first, first + count):
+        nimg = step * batch
+        img, c = next(reals.iterator(nimg, start=nimg))
+        steps.append((reals.group_size(nimg), img, c.to(torch.float32)))
+    return steps
+
+def test_class_groups_start_at_their_kimg_and_resume(labelled):
+    make = lambda: training_loop._Reals(labelled, dict(num_workers=0), rank=0, num_gpus=1, seed=0, batch_per_rank=8,
+        batch_gpu=8, group_size=4, group_kimg=0.04) # From image 40: step 5 of 8 images.
+    straight = _reals_of_steps(make(), 0, 10)
+    assert [size for size, _, _ in straight] == [0] * 5 + [4] * 5
+    assert max(float(_label_spread(c, 4).max()) for _, _, c in straight[:5]) > 0.1
+    assert all(float(_label_spread(c, 4).max()) < 1e-3 for _, _, c in straight[5:])
+    for first in (3, 5, 7):
+        continued = _reals_of_steps(make(), first, 10 - first)
+        assert all(torch.equal(a[1], b[1]) and torch.equal(a[2], b[2]) for a, b in zip(straight[first:], continued))
+
+def test_class_groups_from_the_start(labelled):
+    reals = training_loop._Reals(labelled, dict(num_workers=0), 0, 1, 0, batch_per_rank=8, batch_gpu=8, group_size=4, group_kimg=0)
+    assert all(size == 4 and float(_label_spread(c, 4).max()) < 1e-3 for size, _, c in _reals_of_steps(reals, 0, 3))

@@ -148,6 +148,18 @@ def test_mbstd_features_and_class_groups(tmp_path, data, cfg, extra, features, g
     if groups:
         assert c.D_kwargs.epilogue_kwargs.mbstd_group_size == groups
 
+# The class groups of small start after class_group_kimg (docs/demo.md); --class-group-kimg moves the start,
+# and is an error where a run has no class groups.
+def test_class_group_start(tmp_path, data):
+    base = [f'--outdir={tmp_path}', f'--data={data}', '--device=cpu']
+    assert dry_run(base + ['--cfg=small', '--cond=1']).class_group_kimg == presets.stylegan2_specs['small'].class_group_kimg > 0
+    assert dry_run(base + ['--cfg=small', '--cond=1', '--class-group-kimg=0']).class_group_kimg == 0
+    assert dry_run(base + ['--cfg=small', '--cond=1', '--class-group-kimg=12.5']).class_group_kimg == 12.5
+    for extra in (['--cfg=small'], ['--cfg=paper256', '--cond=1']):
+        result = click.testing.CliRunner().invoke(train.main, base + extra + ['--class-group-kimg=5', '--dry-run'])
+        assert result.exit_code != 0 and 'Traceback' not in result.output
+        assert '--class-group-kimg needs class groups' in result.output.strip().splitlines()[-1]
+
 def test_mbstd_ch_must_divide_channels(tmp_path, data):
     result = click.testing.CliRunner().invoke(train.main, [f'--outdir={tmp_path}', f'--data={data}', '--cfg=small',
         '--device=cpu', '--cmax=16', '--mbstd-ch=3', '--dry-run'])

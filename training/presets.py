@@ -99,6 +99,7 @@ class StyleGAN2Spec:
     ada_kimg:   float = 500 # ADA speed: p can go from 0 to 1 in this many kimg.
     mbstd_ch:   int = 1     # Minibatch-stddev features: the original's 1, or 0 = one per channel of D's 4x4 block.
     class_groups: bool = False # Conditional runs: each minibatch-stddev group holds one class (reals and fakes).
+    class_group_kimg: float = 0 # The class groups start after this many kimg (0 = from the start).
 
 stylegan2_specs = {
     'stylegan2': StyleGAN2Spec(ref_gpus=8, kimg=25000,  mb=32, mbstd=4,  fmaps=1,     lrate=0.002,  gamma=10,   ema=10,  ramp=None, map=8, cmax=512, zdim=512, pl=2, mix=0.9, darch='resnet'),
@@ -107,8 +108,9 @@ stylegan2_specs = {
     'paper1024': StyleGAN2Spec(ref_gpus=8, kimg=25000,  mb=32, mbstd=4,  fmaps=1,     lrate=0.002,  gamma=2,    ema=10,  ramp=None, map=8, cmax=512, zdim=512, pl=2, mix=0.9, darch='resnet'),
     'cifar':     StyleGAN2Spec(ref_gpus=2, kimg=100000, mb=64, mbstd=32, fmaps=1,     lrate=0.0025, gamma=0.01, ema=500, ramp=0.05, map=2, cmax=512, zdim=512, pl=0, mix=0,   darch='orig'),
     # small: chosen by the demo's sweep (docs/demo.md): batch 8 (more steps per kimg), R1 gamma 1, ADA that reacts within 100 kimg,
-    # one minibatch-stddev feature per channel, and stddev groups of one class each in conditional runs.
-    'small':     StyleGAN2Spec(ref_gpus=1, kimg=200,    mb=8,  mbstd=4,  fmaps=0.125, lrate=0.0025, gamma=1,    ema=2,   ramp=0.05, map=2, cmax=32,  zdim=128, pl=0, mix=0.9, darch='resnet', ada_kimg=100, mbstd_ch=0, class_groups=True),
+    # one minibatch-stddev feature per channel, and in conditional runs stddev groups of one class each once the
+    # classes have separated (after class_group_kimg).
+    'small':     StyleGAN2Spec(ref_gpus=1, kimg=200,    mb=8,  mbstd=4,  fmaps=0.125, lrate=0.0025, gamma=1,    ema=2,   ramp=0.05, map=2, cmax=32,  zdim=128, pl=0, mix=0.9, darch='resnet', ada_kimg=100, mbstd_ch=0, class_groups=True, class_group_kimg=30),
 }
 
 stylegan2_descriptions = {
@@ -125,7 +127,7 @@ stylegan2_descriptions = {
 # The StyleGAN2 family: networks of training.networks_stylegan2, loss training.loss.StyleGAN2Loss.
 
 class StyleGAN2Preset(Preset):
-    family = Family('StyleGAN2', options=('cbase', 'cmax', 'map', 'mbstd_ch', 'freeze_d', 'nhwc', 'bf16'))
+    family = Family('StyleGAN2', options=('cbase', 'cmax', 'map', 'mbstd_ch', 'class_group_kimg', 'freeze_d', 'nhwc', 'bf16'))
 
     def __init__(self, name, description, spec):
         super().__init__(name, description)
@@ -158,6 +160,7 @@ class StyleGAN2Preset(Preset):
         c.ada_kimg = spec.ada_kimg
         if spec.class_groups:
             c.class_group_size = spec.mbstd # Resolved with the data in apply_options.
+            c.class_group_kimg = spec.class_group_kimg
         c.G_reg_interval = 4 # Lazy regularisation (StyleGAN2 Sec. 3.1).
         c.D_reg_interval = 16
         c.image_grid_kwargs = dnnlib.EasyDict(noise_mode='const') # Grids without per-pixel noise, comparable between snapshots.
@@ -183,6 +186,10 @@ class StyleGAN2Preset(Preset):
             raise ValueError(f'--mbstd-ch={epilogue.mbstd_num_channels} must divide the {channels} channels of D\'s 4x4 block (or be 0: one per channel).')
         if c.get('class_group_size'): # Class groups are the stddev groups, and only where there are classes.
             c.class_group_size = epilogue.mbstd_group_size if c.get('training_set_kwargs', {}).get('use_labels') else 0
+        if opts.get('class_group_kimg') is not None:
+            if not c.get('class_group_size'):
+                raise ValueError('--class-group-kimg needs class groups: a conditional run (--cond=1) of a config that has them (--cfg=small).')
+            c.class_group_kimg = opts.class_group_kimg
         mixed_dtype = precision.choose_mixed_dtype(device, fp32=opts.get('fp32'), bf16=opts.get('bf16'))
         if mixed_dtype is None: # float32 everywhere (--fp32, or a CPU without bfloat16), unclamped.
             for kwargs in (c.G_kwargs.synthesis_kwargs, c.D_kwargs):

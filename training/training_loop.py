@@ -91,6 +91,7 @@ def training_loop(
     batch_gpu               = 4,        # Images per process per step (accumulation when batch_size > batch_gpu * num_gpus).
     class_group_size        = 0,        # > 0: reals and fakes come in groups of this many images of one class, laid out
                                         # like D's minibatch-stddev groups (misc.ClassGroupedSampler); needs labels.
+    class_group_kimg        = 0,        # The class groups start after this many kimg (mixed-class groups before); 0 = from the start.
     ema_kimg                = 10,       # Half-life of the G_ema weights, in kimg.
     ema_rampup              = 0.05,     # EMA ramp-up ratio: half-life <= cur_nimg * ema_rampup; None = off.
     ema_start_kimg          = 0,        # G_ema copies G until this many kimg (BigGAN's ema_start); 0 = averaging from the start.
@@ -159,8 +160,8 @@ def training_loop(
             metric_main.load_metric_detectors(metrics, device=device, num_gpus=num_gpus, rank=rank)
 
     # Data loader at the run's position.
-    training_set_iterator = _data_iterator(training_set, data_loader_kwargs, rank, num_gpus, random_seed,
-        batch_per_rank, start=run.batch_idx * batch_size, groups=(class_group_size, batch_gpu))
+    reals = _Reals(training_set, data_loader_kwargs, rank, num_gpus, random_seed, batch_per_rank, batch_gpu,
+        class_group_size, class_group_kimg)
 
     # Image grid: reals and the initial fakes (rank 0).
     grid = None
@@ -186,8 +187,9 @@ def training_loop(
 
         # One step: this step's data, each due phase, G_ema, counters, ADA.
         with record_function('data'), timer('data'):
-            batch = _fetch_step_data(training_set_iterator, training_set, len(phases), batch_per_rank, batch_gpu, G.z_dim, device,
-                class_group_size)
+            group_size = reals.group_size(run.cur_nimg)
+            batch = _fetch_step_data(reals.iterator(run.cur_nimg, run.batch_idx * batch_size), training_set, len(phases),
+                batch_per_rank, batch_gpu, G.z_dim, device, group_size)
         _run_phases(run, phases, batch, nonfinite, timer, num_gpus)
         with record_function('G_ema'):
             _update_ema(G, G_ema, run.cur_nimg, batch_size, ema_kimg, ema_rampup, ema_start_kimg)
@@ -339,6 +341,29 @@ def _data_iterator(training_set, data_loader_kwargs, rank, num_gpus, random_seed
     loader_generator = torch.Generator().manual_seed(random_seed * num_gpus + rank) # Keeps the global RNG untouched.
     return iter(torch.utils.data.DataLoader(dataset=training_set, sampler=sampler, batch_size=batch_per_rank,
         generator=loader_generator, **loader_kwargs))
+
+# The reals of each step for this rank: the shuffled order, and from class_group_kimg on the class groups.
+# Both orders are functions of the global item index, so a continued run draws what the uninterrupted one drew.
+class _Reals:
+    def __init__(self, training_set, loader_kwargs, rank, num_gpus, seed, batch_per_rank, batch_gpu, group_size, group_kimg):
+        self._args = (training_set, loader_kwargs, rank, num_gpus, seed, batch_per_rank)
+        self._batch_gpu = batch_gpu
+        self._group_size = group_size
+        self._group_nimg = round(group_kimg * 1000)
+        self._iterator = None
+        self._grouped = None
+
+    # The class-group size in force at cur_nimg (0 = none).
+    def group_size(self, cur_nimg):
+        return self._group_size if cur_nimg >= self._group_nimg else 0
+
+    # The iterator for the step at cur_nimg, whose first item has the global index `start`.
+    def iterator(self, cur_nimg, start):
+        grouped = self.group_size(cur_nimg) > 0
+        if self._iterator is None or grouped != self._grouped:
+            self._iterator = _data_iterator(*self._args, start=start, groups=(self.group_size(cur_nimg), self._batch_gpu))
+            self._grouped = grouped
+        return self._iterator
 
 # Fixed latents and labels of the image grid, with the reals it shows.
 def _setup_grid(training_set, z_dim, random_seed, device):
