@@ -163,7 +163,8 @@ def test_failing_metric_is_logged_and_training_continues(tmp_path, data16, monke
 SPLIT_KIMG, TOTAL_KIMG = 0.012, 0.024
 
 # ADA raising p by 0.2 every 2 minibatches (the target is below any sign mean; the sign statistics
-# span the split), and path-length regularisation (its running mean is part of the state).
+# span the split), and path-length regularisation (its running mean is part of the state). The straight
+# run's class groups start at 8 images: the continued runs below resume after (12) and before (4) the start.
 def fast_ada(c):
     return dnnlib.EasyDict(c, ada_target=-2, ada_interval=2, ada_kimg=0.04,
         loss_kwargs=dict(c.loss_kwargs, pl_weight=2))
@@ -172,7 +173,9 @@ def fast_ada(c):
 @pytest.fixture(scope='module')
 def straight_run(tmp_path_factory, data16):
     outdir = tmp_path_factory.mktemp('straight')
-    c = fast_ada(dry_run_options([f'--outdir={outdir}', f'--data={data16}', '--cond=1', f'--kimg={TOTAL_KIMG}'] + TINY))
+    c = fast_ada(dry_run_options([f'--outdir={outdir}', f'--data={data16}', '--cond=1', f'--kimg={TOTAL_KIMG}',
+        '--class-group-kimg=0.008'] + TINY))
+    assert (c.class_group_size, c.class_group_kimg) == (4, 0.008)
     return c, launch_options(c, outdir)
 
 @pytest.mark.slow
