@@ -200,6 +200,12 @@ def test_bad_arguments_raise_clear_errors():
         conv2d_gradfix.conv2d(x, torch.randn(3, 4, 3, 3), padding=-1)
     with pytest.raises(ValueError, match='stride'):
         conv2d_gradfix.conv2d(x, torch.randn(3, 4, 3, 3), stride=0)
+    with pytest.raises(ValueError, match='padding'):
+        conv2d_gradfix.conv2d(x, torch.randn(3, 4, 3, 3), padding=(1, -1)) # Pairs take the quick check.
+    with pytest.raises(ValueError, match='stride'):
+        conv2d_gradfix.conv2d(x, torch.randn(3, 4, 3, 3), stride=(1, 0))
+    with pytest.raises(ValueError, match='stride'):
+        conv2d_gradfix.conv2d(x, torch.randn(3, 4, 3, 3), stride=(True, 1))
     with pytest.raises(ValueError, match='groups'):
         conv2d_gradfix.conv_transpose2d(x, torch.randn(4, 3, 3, 3), groups=0)
     with pytest.raises(ValueError, match='input channels'):

@@ -118,6 +118,8 @@ class _ConvParams:
 # Normalise an int-or-pair argument to a pair of ints.
 
 def _pair(value, name, minimum):
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int and min(value) >= minimum:
+        return value # The common case, checked in few steps: this runs for every convolution.
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value, value)
     if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
