@@ -14,9 +14,10 @@
 #              then the backward pass of the squared gradient norm (double backward).
 #   demo_step  One training step of the demo configuration (demo.py: --cfg=small --cond=1 --cmax=32
 #              --gamma=1 --aug=noaug, 32x32 greyscale, 10 classes) at batch 32 on both sides: the loss
-#              phases with their optimizer steps, lazy regularisation amortised (a 16-step cycle, per
-#              step). The batch is fixed because the small preset's changed (32 at 9dd6ba4, 8 since):
-#              steps of different batches do different amounts of work.
+#              phases with their optimizer steps (each tree's own optimizer construction), lazy
+#              regularisation amortised (a 16-step cycle, per step). The batch is fixed because the
+#              small preset's changed (32 at 9dd6ba4, 8 since): steps of different batches do
+#              different amounts of work.
 #
 #   python benchmarks/compare.py --baseline=9dd6ba4 [--rounds 3] [--repeat 3] [--measures ...] [--fp32]
 
@@ -165,16 +166,18 @@ def measure_demo(c, weights, inputs, repeat, notes):
     import dnnlib
     G, D, common = build_networks(c, weights, notes)
     loss = dnnlib.util.construct_class_by_name(device=torch.device('cpu'), G=G, D=D, augment_pipe=None, **c['loss_kwargs'])
+    from training import training_loop # The tree's own optimizer construction where it has one (e.g. multi-tensor Adam).
+    construct = getattr(training_loop, '_construct_optimizer', lambda params, kwargs: dnnlib.util.construct_class_by_name(params=params, **kwargs))
     phases = []
     for name, module, opt_kwargs, interval in [('G', G, c['G_opt_kwargs'], c.get('G_reg_interval')),
                                                ('D', D, c['D_opt_kwargs'], c.get('D_reg_interval'))]:
         opt_kwargs = dict(opt_kwargs)
         if interval is None:
-            phases.append((name + 'both', module, dnnlib.util.construct_class_by_name(params=module.parameters(), **opt_kwargs), 1))
+            phases.append((name + 'both', module, construct(module.parameters(), opt_kwargs), 1))
             continue
         ratio = interval / (interval + 1)
         opt_kwargs.update(lr=opt_kwargs['lr'] * ratio, betas=[beta ** ratio for beta in opt_kwargs['betas']])
-        opt = dnnlib.util.construct_class_by_name(params=module.parameters(), **opt_kwargs)
+        opt = construct(module.parameters(), opt_kwargs)
         phases += [(name + 'main', module, opt, 1), (name + 'reg', module, opt, interval)]
 
     batch = c['batch_size']
