@@ -305,11 +305,12 @@ def _make_phases(modules, opt_kwargs, reg_intervals, every):
             if 'betas' in kwargs:
                 kwargs.betas = tuple(beta ** mb_ratio for beta in kwargs.betas)
         optimizers[name] = opt = _construct_optimizer(module.parameters(), kwargs)
+        params = list(module.parameters())
         if reg_interval is None:
-            phases.append(dnnlib.EasyDict(name=name + 'both', module=module, opt=opt, interval=every[name]))
+            phases.append(dnnlib.EasyDict(name=name + 'both', module=module, params=params, opt=opt, interval=every[name]))
         else:
-            phases.append(dnnlib.EasyDict(name=name + 'main', module=module, opt=opt, interval=every[name]))
-            phases.append(dnnlib.EasyDict(name=name + 'reg', module=module, opt=opt, interval=reg_interval * every[name]))
+            phases.append(dnnlib.EasyDict(name=name + 'main', module=module, params=params, opt=opt, interval=every[name]))
+            phases.append(dnnlib.EasyDict(name=name + 'reg', module=module, params=params, opt=opt, interval=reg_interval * every[name]))
     return phases, optimizers
 
 # Layer tables of G and D, from a pass in eval mode on zeros: no running statistic (w_avg, BatchNorm,
@@ -408,16 +409,21 @@ def _run_phases(run, phases, batch, nonfinite, timer, num_gpus):
             continue
         with record_function(phase.name), timer(phase.name):
             phase.opt.zero_grad(set_to_none=True)
-            phase.module.requires_grad_(True)
+            _set_requires_grad(phase.params, True)
             for round_img, round_c, round_z, round_gc in zip(batch.real_img, batch.real_c, phase_z, phase_c):
                 value = run.loss.accumulate_gradients(phase=phase.name, real_img=round_img, real_c=round_c,
                     gen_z=round_z, gen_c=round_gc, gain=phase.interval, cur_nimg=run.cur_nimg)
                 nonfinite[phase.name] |= ~torch.isfinite(value)
-            phase.module.requires_grad_(False)
+            _set_requires_grad(phase.params, False)
             with record_function(phase.name + '_opt'):
                 count = _clean_and_sync_gradients(phase.module, num_gpus)
                 training_stats.report(f'Gradients/{phase.name}/nonfinite', count)
                 phase.opt.step()
+
+# module.requires_grad_(flag) on a phase's parameter list (listed once: walking the modules costs every step).
+def _set_requires_grad(params, flag):
+    for param in params:
+        param.requires_grad_(flag)
 
 # Average the gradients over the processes and clean them as the original does: NaN -> 0, +-Inf -> +-1e5,
 # so one overflow (e.g. in a float16 R1 backward) cannot turn the weights into NaN. Returns the number
