@@ -277,15 +277,12 @@ def _broadcast_module(module):
     for tensor in misc.params_and_buffers(module):
         torch.distributed.broadcast(tensor, src=0)
 
-# The optimizers of torch.optim that take `foreach`: without the option they update one tensor at a time
-# on the CPU; the multi-tensor form does the same arithmetic (bit-identical results, tests/test_training_loop.py)
-# with a few calls per step instead of several per parameter, which matters for small networks.
-_FOREACH_OPTIMIZERS = ('torch.optim.Adam', 'torch.optim.AdamW', 'torch.optim.SGD', 'torch.optim.RMSprop')
-
-# An optimizer from its class_name + kwargs, multi-tensor where torch offers it and the kwargs say nothing.
+# An optimizer from its class_name + kwargs. torch.optim.Adam without `foreach` updates one tensor at a time
+# on the CPU; the multi-tensor form does the same arithmetic (bit-identical, tests/test_training.py) in a few
+# calls per step instead of several per parameter, which matters for small networks.
 def _construct_optimizer(params, kwargs):
     kwargs = dnnlib.EasyDict(kwargs)
-    if kwargs.class_name in _FOREACH_OPTIMIZERS and 'foreach' not in kwargs and not kwargs.get('fused', False):
+    if kwargs.class_name == 'torch.optim.Adam' and 'foreach' not in kwargs and not kwargs.get('fused', False):
         kwargs.foreach = True
     return dnnlib.util.construct_class_by_name(params=params, **kwargs)
 
@@ -352,7 +349,7 @@ class _Reals:
         self._group_size = group_size
         self._group_nimg = round(group_kimg * 1000)
         self._iterator = None
-        self._grouped = None
+        self._size = None # Group size of the current iterator.
 
     # The class-group size in force at cur_nimg (0 = none).
     def group_size(self, cur_nimg):
@@ -360,10 +357,10 @@ class _Reals:
 
     # The iterator for the step at cur_nimg, whose first item has the global index `start`.
     def iterator(self, cur_nimg, start):
-        grouped = self.group_size(cur_nimg) > 0
-        if self._iterator is None or grouped != self._grouped:
-            self._iterator = _data_iterator(*self._args, start=start, groups=(self.group_size(cur_nimg), self._batch_gpu))
-            self._grouped = grouped
+        size = self.group_size(cur_nimg)
+        if self._iterator is None or size != self._size:
+            self._iterator = _data_iterator(*self._args, start=start, groups=(size, self._batch_gpu))
+            self._size = size
         return self._iterator
 
 # Fixed latents and labels of the image grid, with the reals it shows.
