@@ -245,5 +245,10 @@ def test_summary_line(capsys, monkeypatch):
         G_kwargs=dict(synthesis_kwargs=dict(num_fp16_res=4, mixed_dtype='bfloat16')))
     launch.print_summary(c, 'run')
     assert 'Mixed precision:     bfloat16 in the 4 highest resolutions (CPU with avx512_bf16)' in capsys.readouterr().out
+    # StyleGAN3-T/R keep the synthesis options in G_kwargs itself; BigGAN has no mixed-precision blocks.
+    launch.print_summary(dnnlib.EasyDict(c, device='cuda', G_kwargs=dict(num_fp16_res=4, conv_kernel=1)), 'run')
+    assert 'Mixed precision:     float16 in the 4 highest resolutions (cuda)' in capsys.readouterr().out
+    launch.print_summary(dnnlib.EasyDict(c, G_kwargs=dict(ch=8)), 'run')
+    assert 'Mixed precision' not in capsys.readouterr().out
 
 #----------------------------------------------------------------------------

@@ -198,7 +198,7 @@ def print_summary(c, run_dir):
     print(f'Dataset path:        {c["training_set_kwargs"].get("path")}')
     print(f'Dataset resolution:  {c["training_set_kwargs"].get("resolution")}')
     print(f'Dataset labels:      {c["training_set_kwargs"].get("use_labels")}')
-    synthesis_kwargs = c['G_kwargs'].get('synthesis_kwargs', {})
+    synthesis_kwargs = c['G_kwargs'].get('synthesis_kwargs', c['G_kwargs']) # StyleGAN3-T/R keep them in G_kwargs.
     if 'num_fp16_res' in synthesis_kwargs: # Families with mixed-precision blocks.
         print(f'Mixed precision:     {precision.describe_mixed_precision(c["device"], synthesis_kwargs["num_fp16_res"], synthesis_kwargs.get("mixed_dtype"))}')
     print()
