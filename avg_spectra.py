@@ -18,7 +18,8 @@ import tqdm
 
 import dnnlib
 from training import dataset as dataset_module
-from training.inference import DEVICE_CHOICES, TRUST_CODE_HELP, load_generator, make_labels, resolve_device, run_generator, to_uint8
+from training.inference import (DEVICE_CHOICES, TRUST_CODE_HELP, biggan_truncation, load_generator, make_labels, resolve_device,
+    run_generator, to_uint8, z_from_random_state)
 
 NETWORK_SUFFIXES = ('.pkl', '.safetensors')
 
@@ -95,7 +96,8 @@ def dataset_batches(data, batch_size, workers):
 def generator_batches(G, num, seed, batch_size, truncation_psi, class_idx, noise_mode, device):
     for start in range(seed, seed + num, batch_size):
         rnds = [np.random.RandomState(s) for s in range(start, min(start + batch_size, seed + num))]
-        z = torch.from_numpy(np.concatenate([rnd.randn(1, G.z_dim) for rnd in rnds])).to(device=device, dtype=torch.float32)
+        truncate = biggan_truncation(G, truncation_psi) # Seeded redraws (training.inference.seeds_to_z).
+        z = torch.from_numpy(np.concatenate([z_from_random_state(rnd, G.z_dim, truncate) for rnd in rnds])).to(device=device, dtype=torch.float32)
         if G.c_dim > 0 and class_idx is None:
             c = torch.eye(G.c_dim, device=device)[[rnd.randint(G.c_dim) for rnd in rnds]]
         else:

@@ -9,7 +9,7 @@ import torch
 import tqdm
 
 from training.inference import DEVICE_CHOICES, TRUST_CODE_HELP, IntRangeList, is_stylegan, load_generator, make_labels
-from training.inference import resolve_device, run_generator, save_png, seeds_to_z, to_uint8
+from training.inference import biggan_truncation, resolve_device, run_generator, save_png, seeds_to_z, to_uint8
 
 #----------------------------------------------------------------------------
 # BigGAN: re-accumulate the standing BatchNorm statistics over `num_batches` batches (0 = keep the snapshot's).
@@ -51,7 +51,7 @@ def generate_images(G, seeds, outdir, truncation_psi=1, class_idx=None, noise_mo
     paths = []
     for start in tqdm.tqdm(range(0, len(seeds), batch_size), desc='Generating', unit='batch', leave=False):
         batch_seeds = seeds[start : start + batch_size]
-        z = torch.from_numpy(seeds_to_z(batch_seeds, G.z_dim)).to(device)
+        z = torch.from_numpy(seeds_to_z(batch_seeds, G.z_dim, truncate=biggan_truncation(G, truncation_psi))).to(device)
         img = run_generator(G, z.to(torch.float32), c_all[:len(batch_seeds)], truncation_psi, noise_mode)
         for seed, array in zip(batch_seeds, to_uint8(img)):
             paths.append(os.path.join(outdir, f'seed{seed:04d}.png'))

@@ -13,6 +13,7 @@ import torch
 import dnnlib
 from torch_utils import misc
 from training import network_files
+from training import networks_biggan
 
 #----------------------------------------------------------------------------
 # Click type for lists of non-negative integers and ranges: '0-3,7' -> [0, 1, 2, 3, 7].
@@ -98,9 +99,24 @@ def make_labels(G, class_idx, batch_size, device):
 
 #----------------------------------------------------------------------------
 # Latents of the original convention: z = RandomState(seed).randn(1, z_dim), one row per seed.
+# truncate=True (BigGAN with psi < 1, see biggan_truncation): each seed's elements beyond BigGAN's
+# truncation threshold are redrawn from that seed's own RandomState until they lie inside. The network's
+# truncation trick then has nothing left to redraw with torch's global generator, so a seed gives the
+# same image in any batch and any run.
 
-def seeds_to_z(seeds, z_dim):
-    return np.concatenate([np.random.RandomState(seed).randn(1, z_dim) for seed in seeds])
+def seeds_to_z(seeds, z_dim, truncate=False):
+    return np.concatenate([z_from_random_state(np.random.RandomState(seed), z_dim, truncate) for seed in seeds])
+
+# One row [1, z_dim] from a seeded RandomState (see seeds_to_z).
+def z_from_random_state(rnd, z_dim, truncate=False):
+    z = rnd.randn(1, z_dim)
+    while truncate and (outside := np.abs(z) > networks_biggan.TRUNCATION_THRESHOLD).any():
+        z[outside] = rnd.randn(int(outside.sum()))
+    return z
+
+# Whether G's latents need the seeded truncation of seeds_to_z: BigGAN generators with psi < 1.
+def biggan_truncation(G, truncation_psi):
+    return not is_stylegan(G) and truncation_psi != 1
 
 #----------------------------------------------------------------------------
 # Generator output in [-1, 1], NCHW -> uint8 NHWC numpy array.
