@@ -9,6 +9,7 @@ import PIL.Image
 import pytest
 import torch
 
+from torch_utils import misc
 from training import dataset as dataset_module
 from training import networks_stylegan2
 from training import training_loop
@@ -93,3 +94,14 @@ def test_class_groups_start_at_their_kimg_and_resume(labelled):
 def test_class_groups_from_the_start(labelled):
     reals = training_loop._Reals(labelled, dict(num_workers=0), 0, 1, 0, batch_per_rank=8, batch_gpu=8, group_size=4, group_kimg=0)
     assert all(size == 4 and float(_label_spread(c, 4).max()) < 1e-3 for size, _, c in _reals_of_steps(reals, 0, 3))
+
+# The loop hands the sampler the dataset's raw class ids (Dataset.raw_labels, one array, mirrored items
+# included); the draws equal those from the one-hot labels of get_label, item by item.
+def test_raw_labels_give_the_one_hot_draws(labelled):
+    mirrored = dataset_module.ImageFolderDataset(path=labelled._path, use_labels=True, xflip=True)
+    raw = mirrored.raw_labels()
+    one_hot = np.stack([mirrored.get_label(i) for i in range(len(mirrored))])
+    assert raw.shape == (60,) and (np.argmax(one_hot, axis=1) == raw).all()
+    a = misc.ClassGroupedSampler(raw, group_size=4, round_size=8, seed=3)
+    b = misc.ClassGroupedSampler(one_hot, group_size=4, round_size=8, seed=3)
+    assert all((a.round_indices(u) == b.round_indices(u)).all() for u in range(20))

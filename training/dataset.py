@@ -94,6 +94,10 @@ class Dataset(torch.utils.data.Dataset):
             return onehot
         return label.copy()
 
+    # Raw labels of all items in index order, as _get_raw_labels (one array instead of N get_label calls).
+    def raw_labels(self):
+        return self._get_raw_labels()[self._raw_idx]
+
     # Where item idx comes from: raw index, whether it is mirrored, the raw label.
     def get_details(self, idx):
         return dnnlib.EasyDict(

@@ -301,8 +301,8 @@ def _make_phases(modules, opt_kwargs, reg_intervals, every):
             kwargs.lr = kwargs.lr * mb_ratio
             if 'betas' in kwargs:
                 kwargs.betas = tuple(beta ** mb_ratio for beta in kwargs.betas)
-        optimizers[name] = opt = _construct_optimizer(module.parameters(), kwargs)
         params = list(module.parameters())
+        optimizers[name] = opt = _construct_optimizer(params, kwargs)
         if reg_interval is None:
             phases.append(dnnlib.EasyDict(name=name + 'both', module=module, params=params, opt=opt, interval=every[name]))
         else:
@@ -327,8 +327,7 @@ def _print_summaries(G, D, batch_gpu, device):
 # groups = (class_group_size, batch_gpu): with a group size, every round of batch_gpu reals comes in class groups.
 def _data_iterator(training_set, data_loader_kwargs, rank, num_gpus, random_seed, batch_per_rank, start, groups=(0, 1)):
     if groups[0]:
-        labels = np.stack([training_set.get_label(i) for i in range(len(training_set))])
-        sampler = misc.ClassGroupedSampler(labels, group_size=groups[0], round_size=groups[1], rank=rank, num_replicas=num_gpus,
+        sampler = misc.ClassGroupedSampler(training_set.raw_labels(), group_size=groups[0], round_size=groups[1], rank=rank, num_replicas=num_gpus,
             seed=random_seed, start_index=start)
     else:
         sampler = misc.InfiniteSampler(dataset=training_set, rank=rank, num_replicas=num_gpus, seed=random_seed)
