@@ -69,6 +69,7 @@ class StyleGAN2Loss(Loss):
         adversarial         = 'logistic',   # Adversarial term: a key of `adversarial_losses`.
         blur_init_sigma     = 0,            # Gaussian blur (sigma, pixels) of every image D sees at the start; 0 = off (StyleGAN3-R: 10).
         blur_fade_kimg      = 0,            # The blur fades linearly to 0 over this many kimg; 0 = no blur.
+        d_joint_pass        = False,        # Dmain in one D pass over fakes and reals (same math, fewer calls; see _d_main_joint).
     ):
         if adversarial not in adversarial_losses:
             raise ValueError(f'Unknown adversarial loss {adversarial!r}; valid: {", ".join(adversarial_losses)}.')
@@ -89,6 +90,10 @@ class StyleGAN2Loss(Loss):
         self.blur_fade_kimg = blur_fade_kimg
         self.blur_sigma = 0 # Of the current phase; set from cur_nimg by accumulate_gradients.
         self.loss_g, self.loss_d_fake, self.loss_d_real = adversarial_losses[adversarial]
+        self.d_group_size = joint_group_size(D) if d_joint_pass else None
+        if d_joint_pass and self.d_group_size is None:
+            raise ValueError(f'd_joint_pass needs a discriminator whose samples meet only in fixed-size minibatch-stddev groups '
+                f'and that keeps no running state; {type(D).__name__} does not: set d_joint_pass=False.')
         self.pl_mean = torch.zeros([], device=device)
         self.real_sign_stats = torch.zeros([2], dtype=torch.float64, device=device) # [count, sum] of sign(D(real)) for ADA.
 
@@ -110,10 +115,14 @@ class StyleGAN2Loss(Loss):
     # Discriminator logits: blurred while the blur fades (StyleGAN3), then through the augmentation
     # pipeline when there is one.
     def run_D(self, img, c):
+        return self.D(self._d_input(img), c)
+
+    # What D sees of the images: blurred (while the blur fades), then augmented.
+    def _d_input(self, img):
         img = blur_images(img, self.blur_sigma)
         if self.augment_pipe is not None:
             img = self.augment_pipe(img)
-        return self.D(img, c)
+        return img
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg=0):
         if phase not in PHASES:
@@ -128,6 +137,8 @@ class StyleGAN2Loss(Loss):
             terms.append(self._g_main(gen_z, gen_c, gain))
         if phase in ('Greg', 'Gboth') and self.pl_weight != 0:
             terms.append(self._g_path_length(gen_z, gen_c, gain))
+        if phase == 'Dmain' and self._can_join(gen_z.shape[0], real_img.shape[0]):
+            return self._d_main_joint(real_img, real_c, gen_z, gen_c, gain)
         loss_fake = None
         if phase in ('Dmain', 'Dboth'):
             loss_fake = self._d_fake(gen_z, gen_c, gain)
@@ -178,6 +189,44 @@ class StyleGAN2Loss(Loss):
         loss.mean().mul(gain).backward()
         return loss.detach()
 
+    # Can D score n_fake fakes and n_real reals in one pass with the groups of two passes? The
+    # halves must be equal (as Loss/D/loss assumes) and fill whole minibatch-stddev groups.
+    def _can_join(self, n_fake, n_real):
+        g = self.d_group_size
+        return g is not None and n_fake == n_real and n_fake % g == 0 and n_fake >= g
+
+    # Dmain in one D pass. D's samples meet only in minibatch-stddev groups, which hold the samples
+    # j, j + n, j + 2n, ... of a batch of n groups. So the halves are interleaved, [G, n_fake] with
+    # [G, n_real] along the group axis, and every group of the joint batch is a group of one half's
+    # pass: the logits, losses and gradients are those of _d_fake + _d_real, up to float rounding
+    # (one backward pass sums the two halves' gradients in another order).
+    def _d_main_joint(self, real_img, real_c, gen_z, gen_c, gain):
+        with torch.no_grad():
+            gen_img, _ws = self.run_G(gen_z, gen_c)
+        g = self.d_group_size
+        halves = [(self._d_input(gen_img), gen_c), (self._d_input(real_img.detach()), real_c)]
+        n_fake = gen_img.shape[0] // g
+        img = torch.cat([x.reshape(g, n_fake, *x.shape[1:]) for x, _c in halves], dim=1).flatten(0, 1)
+        c = torch.cat([c.reshape(g, n_fake, *c.shape[1:]) for _x, c in halves], dim=1).flatten(0, 1)
+        logits = self.D(img, c).reshape(g, 2 * n_fake, 1)
+        gen_logits, real_logits = logits[:, :n_fake].flatten(0, 1), logits[:, n_fake:].flatten(0, 1)
+        training_stats.report('Loss/scores/fake', gen_logits)
+        training_stats.report('Loss/signs/fake', gen_logits.sign())
+        training_stats.report('Loss/scores/real', real_logits)
+        training_stats.report('Loss/signs/real', real_logits.sign())
+        self._count_real_signs(real_logits)
+        loss_fake, loss_real = self.loss_d_fake(gen_logits), self.loss_d_real(real_logits)
+        training_stats.report('Loss/D/loss', loss_fake + loss_real)
+        loss_fake, loss_real = loss_fake.mean(), loss_real.mean()
+        (loss_fake + loss_real).mul(gain).backward()
+        return loss_fake.detach() + loss_real.detach()
+
+    # Sign counts of D(reals) for ADA's overfitting heuristic.
+    def _count_real_signs(self, real_logits):
+        with torch.no_grad():
+            self.real_sign_stats += torch.stack([torch.tensor(real_logits.numel(), dtype=torch.float64, device=real_logits.device),
+                real_logits.sign().sum().to(torch.float64)])
+
     # Dmain real half (loss_fake given) and/or Dreg: make D call the reals real;
     # R1 = gamma/2 * |grad_x D(x)|^2 (Mescheder et al. 2018).
     def _d_real(self, real_img, real_c, gain, loss_fake, reg):
@@ -185,9 +234,7 @@ class StyleGAN2Loss(Loss):
         real_logits = self.run_D(real_img_tmp, real_c)
         training_stats.report('Loss/scores/real', real_logits)
         training_stats.report('Loss/signs/real', real_logits.sign())
-        with torch.no_grad():
-            self.real_sign_stats += torch.stack([torch.tensor(real_logits.numel(), dtype=torch.float64, device=real_logits.device),
-                real_logits.sign().sum().to(torch.float64)])
+        self._count_real_signs(real_logits)
         loss = torch.zeros_like(real_logits)
         if loss_fake is not None:
             loss_real = self.loss_d_real(real_logits)
@@ -205,6 +252,25 @@ class StyleGAN2Loss(Loss):
         loss = loss.mean()
         loss.mul(gain).backward()
         return loss.detach()
+
+#----------------------------------------------------------------------------
+# The minibatch-stddev group size of a discriminator whose samples meet nowhere else, or None.
+# Such a D holds no state that a forward pass changes (its buffers are constant filters and
+# frozen weights, no running statistics or power-iteration vectors) and at most one
+# MinibatchStdLayer with a fixed group size (1 when it has none).
+
+_CONSTANT_BUFFERS = ('resample_filter', 'weight', 'bias')
+
+def joint_group_size(D):
+    if any(name.rsplit('.', 1)[-1] not in _CONSTANT_BUFFERS for name, _ in D.named_buffers()):
+        return None
+    groups = [m for m in D.modules() if type(m).__name__ == 'MinibatchStdLayer']
+    if len(groups) > 1:
+        return None
+    if not groups:
+        return 1
+    size = getattr(groups[0], 'group_size', None)
+    return int(size) if size is not None else None
 
 #----------------------------------------------------------------------------
 # StyleGAN3's fade of D's input blur: sigma falls linearly from blur_init_sigma to 0 over the first

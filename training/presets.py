@@ -100,6 +100,7 @@ class StyleGAN2Spec:
     mbstd_ch:   int = 1     # Minibatch-stddev features: the original's 1, or 0 = one per channel of D's 4x4 block.
     class_groups: bool = False # Conditional runs: each minibatch-stddev group holds one class (reals and fakes).
     class_group_kimg: float = 0 # The class groups start after this many kimg (0 = from the start).
+    d_joint:    bool = False # Dmain in one D pass over fakes and reals (StyleGAN2Loss d_joint_pass: same math, fewer calls).
 
 stylegan2_specs = {
     'stylegan2': StyleGAN2Spec(ref_gpus=8, kimg=25000,  mb=32, mbstd=4,  fmaps=1,     lrate=0.002,  gamma=10,   ema=10,  ramp=None, map=8, cmax=512, zdim=512, pl=2, mix=0.9, darch='resnet'),
@@ -110,7 +111,7 @@ stylegan2_specs = {
     # small: chosen by the demo's sweep (docs/demo.md): batch 8 (more steps per kimg), R1 gamma 1, ADA that reacts within 100 kimg,
     # one minibatch-stddev feature per channel, and in conditional runs stddev groups of one class each once the
     # classes have separated (after class_group_kimg).
-    'small':     StyleGAN2Spec(ref_gpus=1, kimg=200,    mb=8,  mbstd=4,  fmaps=0.125, lrate=0.0025, gamma=1,    ema=2,   ramp=0.05, map=2, cmax=32,  zdim=128, pl=0, mix=0.9, darch='resnet', ada_kimg=100, mbstd_ch=0, class_groups=True, class_group_kimg=30),
+    'small':     StyleGAN2Spec(ref_gpus=1, kimg=200,    mb=8,  mbstd=4,  fmaps=0.125, lrate=0.0025, gamma=1,    ema=2,   ramp=0.05, map=2, cmax=32,  zdim=128, pl=0, mix=0.9, darch='resnet', ada_kimg=100, mbstd_ch=0, class_groups=True, class_group_kimg=30, d_joint=True),
 }
 
 stylegan2_descriptions = {
@@ -152,6 +153,8 @@ class StyleGAN2Preset(Preset):
         c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=spec.lrate, betas=[0.0, 0.99], eps=1e-8)
         c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=spec.gamma,
             pl_weight=spec.pl, style_mixing_prob=spec.mix)
+        if spec.d_joint:
+            c.loss_kwargs.d_joint_pass = True
         c.total_kimg = spec.kimg
         c.batch_size = spec.mb
         c.batch_gpu = max(spec.mb // spec.ref_gpus, 1)
