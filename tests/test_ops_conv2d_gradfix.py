@@ -221,14 +221,15 @@ def test_bad_arguments_raise_clear_errors():
 @pytest.mark.parametrize('kernel', [(4, 4), (3, 2), (1, 3)])
 @pytest.mark.parametrize('stride,padding,output_padding', [((2, 2), (0, 0), (0, 0)), ((2, 3), (1, 0), (1, 2)), ((3, 2), (2, 1), (0, 1))])
 @pytest.mark.parametrize('channels_last', [False, True])
-def test_depthwise_transpose_bfloat16(kernel, stride, padding, output_padding, channels_last):
+@pytest.mark.parametrize('channels', [3, 1]) # One channel with equal strides: all phases in one convolution.
+def test_depthwise_transpose_bfloat16(kernel, stride, padding, output_padding, channels_last, channels):
     torch.manual_seed(0)
-    x = torch.randn([2, 3, 5, 6]).bfloat16()
-    w = torch.randn([3, 1, *kernel]).bfloat16()
-    b = torch.randn([3]).bfloat16()
-    expected = torch.nn.functional.conv_transpose2d(x.double(), w.double(), b.double(), stride, padding, output_padding, groups=3)
+    x = torch.randn([2, channels, 5, 6]).bfloat16()
+    w = torch.randn([channels, 1, *kernel]).bfloat16()
+    b = torch.randn([channels]).bfloat16()
+    expected = torch.nn.functional.conv_transpose2d(x.double(), w.double(), b.double(), stride, padding, output_padding, groups=channels)
     x = x.to(memory_format=torch.channels_last) if channels_last else x
-    y = conv2d_gradfix.conv_transpose2d(x, w, b, stride, padding, output_padding, groups=3)
+    y = conv2d_gradfix.conv_transpose2d(x, w, b, stride, padding, output_padding, groups=channels)
     assert y.dtype == torch.bfloat16 and y.shape == expected.shape
     assert y.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     torch.testing.assert_close(y.double(), expected, rtol=2e-2, atol=5e-2)

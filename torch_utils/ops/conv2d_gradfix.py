@@ -222,11 +222,17 @@ def _depthwise_transpose_polyphase(x, w, bias, p):
     taps = F.pad(w, [0, ex * sx - kw, 0, ey * sy - kh]).flip([2, 3])  # [C1hw], phases reversed too.
     x = F.pad(x, [ex - 1, ex - 1, ey - 1, ey - 1])
     full_h, full_w = (h + ey - 1) * sy, (w_in + ex - 1) * sx
-    y = torch.empty([n, c, full_h, full_w], dtype=x.dtype, device=x.device, memory_format=memory_format)
-    for ry in range(sy):
-        for rx in range(sx):
-            phase_taps = taps[:, :, sy - 1 - ry :: sy, sx - 1 - rx :: sx]  # [C1ee], flipped taps of phase (ry, rx).
-            y[:, :, ry::sy, rx::sx] = F.conv2d(x, phase_taps, groups=c)
+    if c == 1 and sy == sx:
+        # One channel (images): all phases as the output channels of one convolution, [N, s*s, H', W'],
+        # then interleaved by pixel_shuffle (channel ry * s + rx goes to pixel (ry, rx) of each s x s cell).
+        phase_taps = taps.reshape(1, ey, sy, ex, sx).flip([2, 4]).permute(2, 4, 0, 1, 3).reshape(sy * sx, 1, ey, ex)
+        y = F.pixel_shuffle(F.conv2d(x, phase_taps), sy)
+    else:
+        y = torch.empty([n, c, full_h, full_w], dtype=x.dtype, device=x.device, memory_format=memory_format)
+        for ry in range(sy):
+            for rx in range(sx):
+                phase_taps = taps[:, :, sy - 1 - ry :: sy, sx - 1 - rx :: sx]  # [C1ee], flipped taps of phase (ry, rx).
+                y[:, :, ry::sy, rx::sx] = F.conv2d(x, phase_taps, groups=c)
 
     # Remove the padding (and add output_padding) from the full result.
     out_h, out_w = (h - 1) * sy - 2 * py + kh + oy, (w_in - 1) * sx - 2 * px + kw + ox
