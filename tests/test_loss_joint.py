@@ -40,7 +40,7 @@ def _dmain(joint, augment=False, n_fake=8, n_real=8, mbstd_group_size=4, c_dim=1
     loss = loss_module.StyleGAN2Loss('cpu', G, D, augment_pipe=pipe, r1_gamma=1, pl_weight=0, d_joint_pass=joint)
     stats = {}
     def record(name, value):
-        stats[name] = (value.numel(), float(value.double().mean()))
+        stats[name] = (value.numel(), float(value.detach().double().mean()))
         return value
     torch.manual_seed(123) # Style mixing, noise and augmentation draw from the global RNG in the same order either way.
     with unittest.mock.patch.object(training_stats, 'report', record):
