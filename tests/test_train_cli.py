@@ -148,6 +148,17 @@ def test_mbstd_features_and_class_groups(tmp_path, data, cfg, extra, features, g
     if groups:
         assert c.D_kwargs.epilogue_kwargs.mbstd_group_size == groups
 
+# small: D learns faster than G (docs/demo.md runs 41-43), G_ema follows the ramp-up, Dmain is one D pass;
+# --glr / --dlr still set each.
+def test_small_learning_rates_and_loss(tmp_path, data):
+    base = [f'--outdir={tmp_path}', f'--data={data}', '--device=cpu', '--cfg=small']
+    c = dry_run(base)
+    assert (c.G_opt_kwargs.lr, c.D_opt_kwargs.lr) == (0.0025, 0.004)
+    assert (c.ema_kimg, c.ema_rampup) == (10, 0.05) and c.loss_kwargs.d_joint_pass is True
+    c = dry_run(base + ['--glr=0.001', '--dlr=0.002'])
+    assert (c.G_opt_kwargs.lr, c.D_opt_kwargs.lr) == (0.001, 0.002)
+    assert 'd_joint_pass' not in dry_run([f'--outdir={tmp_path}', f'--data={data}', '--device=cpu', '--cfg=paper256']).loss_kwargs
+
 # The class groups of small start after class_group_kimg (docs/demo.md); --class-group-kimg moves the start,
 # and is an error where a run has no class groups.
 def test_class_group_start(tmp_path, data):

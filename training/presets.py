@@ -86,7 +86,7 @@ class StyleGAN2Spec:
     mb:         int     # Total batch size.
     mbstd:      int     # Minibatch-stddev group size.
     fmaps:      float   # Channel multiplier: channel_base = fmaps * 32768.
-    lrate:      float   # Adam learning rate of G and D.
+    lrate:      float   # Adam learning rate of G (and of D unless dlrate is given).
     gamma:      float   # R1 weight.
     ema:        float   # G_ema half-life in kimg.
     ramp:       float   # EMA ramp-up (None = off).
@@ -100,6 +100,7 @@ class StyleGAN2Spec:
     mbstd_ch:   int = 1     # Minibatch-stddev features: the original's 1, or 0 = one per channel of D's 4x4 block.
     class_groups: bool = False # Conditional runs: each minibatch-stddev group holds one class (reals and fakes).
     class_group_kimg: float = 0 # The class groups start after this many kimg (0 = from the start).
+    dlrate:     float = None # Adam learning rate of D; None = lrate.
     d_joint:    bool = False # Dmain in one D pass over fakes and reals (StyleGAN2Loss d_joint_pass: same math, fewer calls).
 
 stylegan2_specs = {
@@ -111,7 +112,7 @@ stylegan2_specs = {
     # small: chosen by the demo's sweep (docs/demo.md): batch 8 (more steps per kimg), R1 gamma 1, ADA that reacts within 100 kimg,
     # one minibatch-stddev feature per channel, and in conditional runs stddev groups of one class each once the
     # classes have separated (after class_group_kimg).
-    'small':     StyleGAN2Spec(ref_gpus=1, kimg=200,    mb=8,  mbstd=4,  fmaps=0.125, lrate=0.0025, gamma=1,    ema=10,  ramp=0.05, map=2, cmax=32,  zdim=128, pl=0, mix=0.9, darch='resnet', ada_kimg=100, mbstd_ch=0, class_groups=True, class_group_kimg=30, d_joint=True),
+    'small':     StyleGAN2Spec(ref_gpus=1, kimg=200,    mb=8,  mbstd=4,  fmaps=0.125, lrate=0.0025, gamma=1,    ema=10,  ramp=0.05, map=2, cmax=32,  zdim=128, pl=0, mix=0.9, darch='resnet', ada_kimg=100, mbstd_ch=0, class_groups=True, class_group_kimg=30, dlrate=0.004, d_joint=True),
 }
 
 stylegan2_descriptions = {
@@ -150,7 +151,7 @@ class StyleGAN2Preset(Preset):
             block_kwargs=dnnlib.EasyDict(), mapping_kwargs=dnnlib.EasyDict(),
             epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=spec.mbstd, mbstd_num_channels=spec.mbstd_ch))
         c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=spec.lrate, betas=[0.0, 0.99], eps=1e-8)
-        c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=spec.lrate, betas=[0.0, 0.99], eps=1e-8)
+        c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=(spec.dlrate or spec.lrate), betas=[0.0, 0.99], eps=1e-8)
         c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=spec.gamma,
             pl_weight=spec.pl, style_mixing_prob=spec.mix)
         if spec.d_joint:
