@@ -112,8 +112,7 @@ class StyleGAN2Loss(Loss):
             ws = torch.where(layer < cutoff, ws, ws_mix)
         return self.G.synthesis(ws, update_emas=update_emas), ws
 
-    # Discriminator logits: blurred while the blur fades (StyleGAN3), then through the augmentation
-    # pipeline when there is one.
+    # Discriminator logits of the images as _d_input prepares them.
     def run_D(self, img, c):
         return self.D(self._d_input(img), c)
 
@@ -152,8 +151,7 @@ class StyleGAN2Loss(Loss):
     def _g_main(self, gen_z, gen_c, gain):
         gen_img, _ws = self.run_G(gen_z, gen_c)
         gen_logits = self.run_D(gen_img, gen_c)
-        training_stats.report('Loss/scores/fake', gen_logits)
-        training_stats.report('Loss/signs/fake', gen_logits.sign())
+        self._report_logits('fake', gen_logits)
         loss = self.loss_g(gen_logits)
         training_stats.report('Loss/G/loss', loss)
         loss = loss.mean()
@@ -183,8 +181,7 @@ class StyleGAN2Loss(Loss):
         with torch.no_grad():
             gen_img, _ws = self.run_G(gen_z, gen_c)
         gen_logits = self.run_D(gen_img, gen_c)
-        training_stats.report('Loss/scores/fake', gen_logits)
-        training_stats.report('Loss/signs/fake', gen_logits.sign())
+        self._report_logits('fake', gen_logits)
         loss = self.loss_d_fake(gen_logits)
         loss.mean().mul(gain).backward()
         return loss.detach()
@@ -204,37 +201,35 @@ class StyleGAN2Loss(Loss):
         with torch.no_grad():
             gen_img, _ws = self.run_G(gen_z, gen_c)
         g = self.d_group_size
+        n = gen_img.shape[0] // g # Groups per half.
         halves = [(self._d_input(gen_img), gen_c), (self._d_input(real_img.detach()), real_c)]
-        n_fake = gen_img.shape[0] // g
-        img = torch.cat([x.reshape(g, n_fake, *x.shape[1:]) for x, _c in halves], dim=1).flatten(0, 1)
-        c = torch.cat([c.reshape(g, n_fake, *c.shape[1:]) for _x, c in halves], dim=1).flatten(0, 1)
-        logits = self.D(img, c).reshape(g, 2 * n_fake, 1)
-        gen_logits, real_logits = logits[:, :n_fake].flatten(0, 1), logits[:, n_fake:].flatten(0, 1)
-        training_stats.report('Loss/scores/fake', gen_logits)
-        training_stats.report('Loss/signs/fake', gen_logits.sign())
-        training_stats.report('Loss/scores/real', real_logits)
-        training_stats.report('Loss/signs/real', real_logits.sign())
-        self._count_real_signs(real_logits)
+        img = torch.cat([x.reshape(g, n, *x.shape[1:]) for x, _c in halves], dim=1).flatten(0, 1)
+        c = torch.cat([c.reshape(g, n, *c.shape[1:]) for _x, c in halves], dim=1).flatten(0, 1)
+        logits = self.D(img, c).reshape(g, 2 * n, 1)
+        gen_logits, real_logits = logits[:, :n].flatten(0, 1), logits[:, n:].flatten(0, 1)
+        self._report_logits('fake', gen_logits)
+        self._report_logits('real', real_logits)
         loss_fake, loss_real = self.loss_d_fake(gen_logits), self.loss_d_real(real_logits)
         training_stats.report('Loss/D/loss', loss_fake + loss_real)
         loss_fake, loss_real = loss_fake.mean(), loss_real.mean()
         (loss_fake + loss_real).mul(gain).backward()
         return loss_fake.detach() + loss_real.detach()
 
-    # Sign counts of D(reals) for ADA's overfitting heuristic.
-    def _count_real_signs(self, real_logits):
-        with torch.no_grad():
-            self.real_sign_stats += torch.stack([torch.tensor(real_logits.numel(), dtype=torch.float64, device=real_logits.device),
-                real_logits.sign().sum().to(torch.float64)])
+    # Loss/scores/<kind> and Loss/signs/<kind>; for the reals also the sign counts of ADA's overfitting heuristic.
+    def _report_logits(self, kind, logits):
+        training_stats.report(f'Loss/scores/{kind}', logits)
+        training_stats.report(f'Loss/signs/{kind}', logits.sign())
+        if kind == 'real':
+            with torch.no_grad():
+                self.real_sign_stats += torch.stack([torch.tensor(logits.numel(), dtype=torch.float64, device=logits.device),
+                    logits.sign().sum().to(torch.float64)])
 
     # Dmain real half (loss_fake given) and/or Dreg: make D call the reals real;
     # R1 = gamma/2 * |grad_x D(x)|^2 (Mescheder et al. 2018).
     def _d_real(self, real_img, real_c, gain, loss_fake, reg):
         real_img_tmp = real_img.detach().requires_grad_(reg)
         real_logits = self.run_D(real_img_tmp, real_c)
-        training_stats.report('Loss/scores/real', real_logits)
-        training_stats.report('Loss/signs/real', real_logits.sign())
-        self._count_real_signs(real_logits)
+        self._report_logits('real', real_logits)
         loss = torch.zeros_like(real_logits)
         if loss_fake is not None:
             loss_real = self.loss_d_real(real_logits)

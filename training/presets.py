@@ -151,7 +151,7 @@ class StyleGAN2Preset(Preset):
             block_kwargs=dnnlib.EasyDict(), mapping_kwargs=dnnlib.EasyDict(),
             epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=spec.mbstd, mbstd_num_channels=spec.mbstd_ch))
         c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=spec.lrate, betas=[0.0, 0.99], eps=1e-8)
-        c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=(spec.dlrate or spec.lrate), betas=[0.0, 0.99], eps=1e-8)
+        c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=(spec.lrate if spec.dlrate is None else spec.dlrate), betas=[0.0, 0.99], eps=1e-8)
         c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=spec.gamma,
             pl_weight=spec.pl, style_mixing_prob=spec.mix)
         if spec.d_joint:
