@@ -181,6 +181,20 @@ def compute_acc(opts, batch_size=64):
     real_a, _real_b = real_halves(opts, path)
     _features, correct = generated_pass(opts, path, len(real_a), batch_size) # Dataset options as fd_custom's.
     opts.dataset_kwargs.update(max_size=None, xflip=False)
+    data_path = str(opts.dataset_kwargs.get('path', ''))
+    stamp = (os.stat(data_path).st_size, os.stat(data_path).st_mtime_ns) if os.path.exists(data_path) else None
+    key = (_file_md5(path), repr(sorted(opts.dataset_kwargs.items())), stamp, opts.max_items, str(opts.device), opts.num_gpus, opts.rank)
+    if _real_acc['key'] != key:
+        _real_acc.update(key=key, value=_dataset_accuracy(opts, path, batch_size))
+    return float(correct.mean()), _real_acc['value']
+
+# The fraction of the dataset's images (all of them, or opts.max_items) the network classifies as their label; the
+# last result is kept for the same network file, dataset options and dataset file size and time (a training run asks
+# again at every snapshot).
+
+_real_acc = dict(key=None, value=None)
+
+def _dataset_accuracy(opts, path, batch_size):
     dataset = metric_utils.construct_dataset(opts)
     detector = metric_utils.get_feature_detector(path, device=opts.device, num_gpus=opts.num_gpus, rank=opts.rank)
     hits = torch.zeros([2], dtype=torch.float64) # correct, total (this rank's share of the dataset)
@@ -193,6 +207,6 @@ def compute_acc(opts, batch_size=64):
     if opts.num_gpus > 1:
         hits = hits.to(opts.device)
         torch.distributed.all_reduce(hits)
-    return float(correct.mean()), float(hits[0] / hits[1])
+    return float(hits[0] / hits[1])
 
 #----------------------------------------------------------------------------

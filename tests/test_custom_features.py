@@ -154,6 +154,20 @@ def test_one_seeded_generation_pass_serves_all_three(env, monkeypatch):
         G.shift.fill_(0.5) # New weights: a new pass, other images.
     assert metric_main.calc_metric('fd_custom', **kw).results.fd_custom != first.fd_custom and len(passes) == 3
 
+def test_real_accuracy_is_read_once_per_network_and_dataset(env, monkeypatch, tmp_path):
+    reads = []
+    accuracy = custom_features._dataset_accuracy
+    monkeypatch.setattr(custom_features, '_dataset_accuracy', lambda *args: reads.append(1) or accuracy(*args))
+    monkeypatch.setattr(custom_features, '_real_acc', dict(key=None, value=None))
+    kw = dict(G=ClassG(), dataset_kwargs=env.dataset_kwargs, device='cpu')
+    for _snapshot in range(3):
+        assert metric_main.calc_metric('acc_custom', **kw).results.acc_custom_real == 1
+    assert len(reads) == 1
+    write_net(env.net, BrightnessNet(scale=2.0)) # The same path with other contents: read again.
+    assert metric_main.calc_metric('acc_custom', **kw).results.acc_custom_real == 1 and len(reads) == 2
+    other = make_labelled_folder(tmp_path / 'other', num_images=30) # Another dataset: read again.
+    assert metric_main.calc_metric('acc_custom', **dict(kw, dataset_kwargs=other)).results.acc_custom_real == 1 and len(reads) == 3
+
 def test_cache_follows_the_detector_file(env):
     opts = metric_utils.MetricOptions(dataset_kwargs=env.dataset_kwargs)
     first = custom_features.dataset_features(opts, env.net, 40)
