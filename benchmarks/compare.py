@@ -227,6 +227,7 @@ def child_main(tree, job, workdir, repeat, names, fp32, threads):
     import torch
     if threads:
         torch.set_num_threads(threads)
+    _set_up_like_the_trainer()
     with open(os.path.join(workdir, 'datasets.json')) as f:
         datasets = json.load(f)
     inputs_path = os.path.join(workdir, 'inputs.pt')
@@ -242,6 +243,15 @@ def child_main(tree, job, workdir, repeat, names, fp32, threads):
     else:
         result = dict(demo_step=measure_demo(c, inputs['demo'], inputs, repeat, notes))
     print('RESULT ' + json.dumps(dict(times=result, notes=notes)))
+
+# The process settings the tree's training loop makes on the CPU, where the tree has them (trees before
+# torch_utils.host_memory keep glibc's allocator as it is; DNNLIB_KEEP_FREED_MEMORY=0 turns it off here too).
+def _set_up_like_the_trainer():
+    try:
+        from torch_utils import host_memory # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return
+    host_memory.keep_freed_memory()
 
 #----------------------------------------------------------------------------
 # Parent side: run one child and return its parsed result.

