@@ -15,12 +15,12 @@ from training.augment import AugmentPipe
 #----------------------------------------------------------------------------
 # A conditional StyleGAN2 pair at 16x16 in float32, D with per-channel minibatch stddev in groups of 4.
 
-def _networks(mbstd_group_size=4, c_dim=10):
+def _networks(mbstd_group_size=4, c_dim=10, aux=False):
     torch.manual_seed(0)
     G = networks_stylegan2.Generator(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=16, img_channels=1,
         mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=64, channel_max=8)).train()
     D = networks_stylegan2.Discriminator(c_dim=c_dim, img_resolution=16, img_channels=1, channel_base=64, channel_max=8,
-        epilogue_kwargs=dict(mbstd_group_size=mbstd_group_size, mbstd_num_channels=8)).train()
+        epilogue_kwargs=dict(mbstd_group_size=mbstd_group_size, mbstd_num_channels=8), aux_classifier=aux).train()
     return G, D
 
 def _batch(n_fake=8, n_real=8, c_dim=10):
@@ -32,12 +32,12 @@ def _batch(n_fake=8, n_real=8, c_dim=10):
     return real_img, real_c, gen_z, gen_c
 
 # One Dmain phase; returns (loss, D's gradients, reported statistics, real sign counts).
-def _dmain(joint, augment=False, n_fake=8, n_real=8, mbstd_group_size=4, c_dim=10):
-    G, D = _networks(mbstd_group_size, c_dim)
+def _dmain(joint, augment=False, n_fake=8, n_real=8, mbstd_group_size=4, c_dim=10, aux_weight=0):
+    G, D = _networks(mbstd_group_size, c_dim, aux=(aux_weight != 0))
     pipe = AugmentPipe(xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1, brightness=1, contrast=1) if augment else None
     if pipe is not None:
         pipe.p.fill_(0.5)
-    loss = loss_module.StyleGAN2Loss('cpu', G, D, augment_pipe=pipe, r1_gamma=1, pl_weight=0, d_joint_pass=joint)
+    loss = loss_module.StyleGAN2Loss('cpu', G, D, augment_pipe=pipe, r1_gamma=1, pl_weight=0, d_joint_pass=joint, aux_weight=aux_weight)
     stats = {}
     def record(name, value):
         stats[name] = (value.numel(), float(value.detach().double().mean()))
@@ -65,6 +65,11 @@ def _assert_same(a, b):
 @pytest.mark.parametrize('augment', [False, True])
 def test_joint_dmain_equals_separate_passes(augment):
     _assert_same(_dmain(joint=True, augment=augment), _dmain(joint=False, augment=augment))
+
+def test_joint_dmain_with_the_auxiliary_classifier():
+    joint, separate = _dmain(joint=True, aux_weight=0.5), _dmain(joint=False, aux_weight=0.5)
+    _assert_same(joint, separate)
+    assert 'Loss/D/aux' in joint[2] and any(name.startswith('b4.aux.') for name in joint[1])
 
 def test_joint_dmain_unconditional():
     _assert_same(_dmain(joint=True, c_dim=0), _dmain(joint=False, c_dim=0))

@@ -171,6 +171,17 @@ def test_class_group_start(tmp_path, data):
         assert result.exit_code != 0 and 'Traceback' not in result.output
         assert '--class-group-kimg needs class groups' in result.output.strip().splitlines()[-1]
 
+# --aux: D's auxiliary classifier and its loss weight in conditional runs; an error without labels.
+def test_aux_classifier_option(tmp_path, data):
+    base = [f'--outdir={tmp_path}', f'--data={data}', '--device=cpu', '--cfg=small']
+    c = dry_run(base + ['--cond=1', '--aux=0.25'])
+    assert c.D_kwargs.aux_classifier is True and c.loss_kwargs.aux_weight == 0.25
+    c = dry_run(base + ['--cond=1', '--aux=0'])
+    assert 'aux_classifier' not in c.D_kwargs and 'aux_weight' not in c.loss_kwargs
+    result = click.testing.CliRunner().invoke(train.main, base + ['--aux=0.5', '--dry-run'])
+    assert result.exit_code != 0 and 'Traceback' not in result.output
+    assert '--aux needs a conditional run' in result.output.strip().splitlines()[-1]
+
 def test_mbstd_ch_must_divide_channels(tmp_path, data):
     result = click.testing.CliRunner().invoke(train.main, [f'--outdir={tmp_path}', f'--data={data}', '--cfg=small',
         '--device=cpu', '--cmax=16', '--mbstd-ch=3', '--dry-run'])

@@ -4,17 +4,17 @@
 # See docs/pickles.md.
 
 KNOWN_SOURCES = {
-    '2ff3e44355e11e3b5e00eee5cacc07fd96f62fb6dd22ced9576213e5955cca68': dict(release='gan-research 2026-11-28', path='torch_utils/norms.py', module='torch_utils.norms', family='BigGAN',
+    '2ff3e44355e11e3b5e00eee5cacc07fd96f62fb6dd22ced9576213e5955cca68': dict(release='gan-research 2026-11-29', path='torch_utils/norms.py', module='torch_utils.norms', family='BigGAN',
         classes=['StandingBatchNorm', 'Normalize2d', 'ConditionalBatchNorm2d', 'UnconditionalBatchNorm2d', 'VirtualBatchNorm1d', 'VirtualBatchNorm2d']),
-    '0e807cf0db455faaae55d38e01f603daae0124842d2960e2bab1ad417bc24e5f': dict(release='gan-research 2026-11-28', path='torch_utils/spectral_norm.py', module='torch_utils.spectral_norm', family='BigGAN',
+    '0e807cf0db455faaae55d38e01f603daae0124842d2960e2bab1ad417bc24e5f': dict(release='gan-research 2026-11-29', path='torch_utils/spectral_norm.py', module='torch_utils.spectral_norm', family='BigGAN',
         classes=['SpectralNormConv2d', 'SpectralNormLinear', 'SpectralNormEmbedding']),
-    'cfa231f294795bfbef80b8bd0addff5b852fb0ae2a23ab59d627cd9491ec806d': dict(release='gan-research 2026-11-28', path='training/augment.py', module='training.augment', family='ADA AugmentPipe',
+    'cfa231f294795bfbef80b8bd0addff5b852fb0ae2a23ab59d627cd9491ec806d': dict(release='gan-research 2026-11-29', path='training/augment.py', module='training.augment', family='ADA AugmentPipe',
         classes=['AugmentPipe']),
-    '104a3e517890c6463fb4837d9c254afdfa79bbf8bd804896356ba89a9dd87bbf': dict(release='gan-research 2026-11-28', path='training/networks_biggan.py', module='training.networks_biggan', family='BigGAN',
+    '104a3e517890c6463fb4837d9c254afdfa79bbf8bd804896356ba89a9dd87bbf': dict(release='gan-research 2026-11-29', path='training/networks_biggan.py', module='training.networks_biggan', family='BigGAN',
         classes=['OneHotEmbedding', 'SelfAttention', 'GeneratorBlock', 'DiscriminatorBlock', 'Generator', 'Discriminator']),
-    'dc269f152ed7356903dc365ac0d97a8c51b0dfb0a555b860ebebe795b04a4725': dict(release='gan-research 2026-11-28', path='training/networks_stylegan2.py', module='training.networks_stylegan2', family='StyleGAN2',
+    'b940574ebe12da9862621abc4c7471abc0bb1d4a0a907713a970117af90773ed': dict(release='gan-research 2026-11-29', path='training/networks_stylegan2.py', module='training.networks_stylegan2', family='StyleGAN2',
         classes=['FullyConnectedLayer', 'Conv2dLayer', 'MappingNetwork', 'SynthesisLayer', 'ToRGBLayer', 'SynthesisBlock', 'SynthesisNetwork', 'Generator', 'DiscriminatorBlock', 'MinibatchStdLayer', 'DiscriminatorEpilogue', 'Discriminator']),
-    '134dd39561c252ca3f411d57668f7d79b810870971979eb208b5088676a0285b': dict(release='gan-research 2026-11-28', path='training/networks_stylegan3.py', module='training.networks_stylegan3', family='StyleGAN3',
+    '134dd39561c252ca3f411d57668f7d79b810870971979eb208b5088676a0285b': dict(release='gan-research 2026-11-29', path='training/networks_stylegan3.py', module='training.networks_stylegan3', family='StyleGAN3',
         classes=['FullyConnectedLayer', 'MappingNetwork', 'SynthesisInput', 'SynthesisLayer', 'SynthesisNetwork', 'Generator']),
     '51fcb26f82139165a6bd34df325d853e73adfff6088dbaeeeaca8855722da159': dict(release='gan-research 9dd6ba4', path='training/augment.py', module='training.augment', family='ADA AugmentPipe',
         classes=['AugmentPipe']),

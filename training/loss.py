@@ -70,6 +70,7 @@ class StyleGAN2Loss(Loss):
         blur_init_sigma     = 0,            # Gaussian blur (sigma, pixels) of every image D sees at the start; 0 = off (StyleGAN3-R: 10).
         blur_fade_kimg      = 0,            # The blur fades linearly to 0 over this many kimg; 0 = no blur.
         d_joint_pass        = False,        # Dmain in one D pass over fakes and reals (same math, fewer calls; see _d_main_joint).
+        aux_weight          = 0,            # Weight of the auxiliary classifier's cross-entropy (D on reals, G on fakes); 0 = off.
     ):
         if adversarial not in adversarial_losses:
             raise ValueError(f'Unknown adversarial loss {adversarial!r}; valid: {", ".join(adversarial_losses)}.')
@@ -90,6 +91,9 @@ class StyleGAN2Loss(Loss):
         self.blur_fade_kimg = blur_fade_kimg
         self.blur_sigma = 0 # Of the current phase; set from cur_nimg by accumulate_gradients.
         self.loss_g, self.loss_d_fake, self.loss_d_real = adversarial_losses[adversarial]
+        if aux_weight != 0 and not getattr(D, 'aux_classifier', False):
+            raise ValueError(f'aux_weight needs a discriminator with an auxiliary classifier (aux_classifier=True); {type(D).__name__} has none.')
+        self.aux_weight = aux_weight
         self.d_group_size = joint_group_size(D) if d_joint_pass else None
         if d_joint_pass and self.d_group_size is None:
             raise ValueError(f'd_joint_pass needs a discriminator whose samples meet only in fixed-size minibatch-stddev groups '
@@ -112,9 +116,17 @@ class StyleGAN2Loss(Loss):
             ws = torch.where(layer < cutoff, ws, ws_mix)
         return self.G.synthesis(ws, update_emas=update_emas), ws
 
-    # Discriminator logits of the images as _d_input prepares them.
-    def run_D(self, img, c):
-        return self.D(self._d_input(img), c)
+    # Discriminator logits of the images as _d_input prepares them; with the auxiliary classifier on
+    # (aux_weight), (logits, class logits).
+    def run_D(self, img, c, aux=False):
+        img = self._d_input(img)
+        return self.D(img, c, return_aux=True) if aux else self.D(img, c)
+
+    # The auxiliary classifier's cross-entropy [N, 1] of class logits against one-hot labels c, weighted.
+    def _aux_loss(self, side, class_logits, c):
+        ce = F.cross_entropy(class_logits, c.argmax(dim=1), reduction='none')[:, None]
+        training_stats.report(f'Loss/{side}/aux', ce)
+        return ce * self.aux_weight
 
     # What D sees of the images: blurred (while the blur fades), then augmented.
     def _d_input(self, img):
@@ -150,9 +162,14 @@ class StyleGAN2Loss(Loss):
     # Gmain: make D call the fakes real.
     def _g_main(self, gen_z, gen_c, gain):
         gen_img, _ws = self.run_G(gen_z, gen_c)
-        gen_logits = self.run_D(gen_img, gen_c)
+        if self.aux_weight:
+            gen_logits, class_logits = self.run_D(gen_img, gen_c, aux=True)
+        else:
+            gen_logits = self.run_D(gen_img, gen_c)
         self._report_logits('fake', gen_logits)
         loss = self.loss_g(gen_logits)
+        if self.aux_weight:
+            loss = loss + self._aux_loss('G', class_logits, gen_c)
         training_stats.report('Loss/G/loss', loss)
         loss = loss.mean()
         loss.mul(gain).backward()
@@ -205,11 +222,13 @@ class StyleGAN2Loss(Loss):
         halves = [(self._d_input(gen_img), gen_c), (self._d_input(real_img.detach()), real_c)]
         img = torch.cat([x.reshape(g, n, *x.shape[1:]) for x, _c in halves], dim=1).flatten(0, 1)
         c = torch.cat([c.reshape(g, n, *c.shape[1:]) for _x, c in halves], dim=1).flatten(0, 1)
-        logits = self.D(img, c).reshape(g, 2 * n, 1)
-        gen_logits, real_logits = logits[:, :n].flatten(0, 1), logits[:, n:].flatten(0, 1)
+        out = self.D(img, c, return_aux=True) if self.aux_weight else (self.D(img, c),)
+        (gen_logits, real_logits), *aux = [_split_groups(t, g) for t in out]
         self._report_logits('fake', gen_logits)
         self._report_logits('real', real_logits)
         loss_fake, loss_real = self.loss_d_fake(gen_logits), self.loss_d_real(real_logits)
+        if aux:
+            loss_real = loss_real + self._aux_loss('D', aux[0][1], real_c)
         training_stats.report('Loss/D/loss', loss_fake + loss_real)
         loss_fake, loss_real = loss_fake.mean(), loss_real.mean()
         (loss_fake + loss_real).mul(gain).backward()
@@ -228,11 +247,17 @@ class StyleGAN2Loss(Loss):
     # R1 = gamma/2 * |grad_x D(x)|^2 (Mescheder et al. 2018).
     def _d_real(self, real_img, real_c, gain, loss_fake, reg):
         real_img_tmp = real_img.detach().requires_grad_(reg)
-        real_logits = self.run_D(real_img_tmp, real_c)
+        aux = loss_fake is not None and self.aux_weight != 0
+        if aux:
+            real_logits, class_logits = self.run_D(real_img_tmp, real_c, aux=True)
+        else:
+            real_logits = self.run_D(real_img_tmp, real_c)
         self._report_logits('real', real_logits)
         loss = torch.zeros_like(real_logits)
         if loss_fake is not None:
             loss_real = self.loss_d_real(real_logits)
+            if aux:
+                loss_real = loss_real + self._aux_loss('D', class_logits, real_c)
             training_stats.report('Loss/D/loss', loss_fake + loss_real)
             loss = loss + loss_real
         if reg:
@@ -247,6 +272,11 @@ class StyleGAN2Loss(Loss):
         loss = loss.mean()
         loss.mul(gain).backward()
         return loss.detach()
+
+# The two halves (fakes, reals) of a joint pass's output [g * 2n, ...] interleaved as _d_main_joint does.
+def _split_groups(t, g):
+    t = t.reshape(g, 2, t.shape[0] // (2 * g), *t.shape[1:])
+    return t[:, 0].flatten(0, 1), t[:, 1].flatten(0, 1)
 
 #----------------------------------------------------------------------------
 # The minibatch-stddev group size of a discriminator whose samples meet nowhere else, or None.

@@ -749,7 +749,8 @@ class MinibatchStdLayer(torch.nn.Module):
 
 #----------------------------------------------------------------------------
 # Last discriminator block at 4x4: minibatch stddev, conv, fc, output, and the projection
-# onto the label embedding `cmap` for conditional models (Miyato & Koyama 2018).
+# onto the label embedding `cmap` for conditional models (Miyato & Koyama 2018); optionally an
+# auxiliary classifier on the fc features (AC-GAN, Odena et al. 2017).
 
 @persistence.persistent_class
 class DiscriminatorEpilogue(torch.nn.Module):
@@ -763,12 +764,14 @@ class DiscriminatorEpilogue(torch.nn.Module):
         mbstd_num_channels  = 1,        # Number of stddev features, 0 = no minibatch stddev.
         activation          = 'lrelu',  # Activation function name.
         conv_clamp          = None,     # Clamp conv outputs to +-X; None = no clamping.
+        aux_dim             = 0,        # Class logits of the auxiliary classifier, 0 = none.
     ):
         if architecture not in ('orig', 'skip', 'resnet'):
             raise ValueError(f"architecture must be 'orig', 'skip' or 'resnet', not {architecture!r}")
         super().__init__()
         self.in_channels = in_channels
         self.cmap_dim = cmap_dim
+        self.aux_dim = aux_dim
         self.resolution = resolution
         self.img_channels = img_channels
         self.architecture = architecture
@@ -779,8 +782,11 @@ class DiscriminatorEpilogue(torch.nn.Module):
         self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, kernel_size=3, activation=activation, conv_clamp=conv_clamp)
         self.fc = FullyConnectedLayer(in_channels * (resolution ** 2), in_channels, activation=activation)
         self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
+        if aux_dim > 0:
+            self.aux = FullyConnectedLayer(in_channels, aux_dim)
 
-    def forward(self, x, img, cmap, force_fp32=False):
+    # Logits [N, 1]; with return_aux also the auxiliary class logits [N, aux_dim].
+    def forward(self, x, img, cmap, force_fp32=False, return_aux=False):
         _ = force_fp32 # The epilogue always runs in float32.
         misc.assert_shape(x, [None, self.in_channels, self.resolution, self.resolution])
         x = x.to(dtype=torch.float32, memory_format=torch.contiguous_format)
@@ -792,7 +798,7 @@ class DiscriminatorEpilogue(torch.nn.Module):
         if self.mbstd is not None:
             x = self.mbstd(x)
         x = self.conv(x)
-        x = self.fc(x.flatten(1))
+        x = features = self.fc(x.flatten(1))
         x = self.out(x)
 
         # Projection discriminator: inner product with the label embedding.
@@ -800,6 +806,10 @@ class DiscriminatorEpilogue(torch.nn.Module):
             misc.assert_shape(cmap, [None, self.cmap_dim])
             x = (x * cmap).sum(dim=1, keepdim=True) * (1 / np.sqrt(self.cmap_dim))
         assert x.dtype == torch.float32
+        if return_aux:
+            if self.aux_dim == 0:
+                raise ValueError('return_aux needs a discriminator built with an auxiliary classifier (aux_classifier=True)')
+            return x, self.aux(features)
         return x
 
     def extra_repr(self):
@@ -824,9 +834,13 @@ class Discriminator(torch.nn.Module):
         block_kwargs        = {},       # Arguments for DiscriminatorBlock.
         mapping_kwargs      = {},       # Arguments for MappingNetwork.
         epilogue_kwargs     = {},       # Arguments for DiscriminatorEpilogue.
+        aux_classifier      = False,    # Also classify images into the c_dim classes (AC-GAN head; forward(..., return_aux=True)).
     ):
+        if aux_classifier and c_dim == 0:
+            raise ValueError('aux_classifier needs a conditional discriminator (c_dim > 0)')
         super().__init__()
         self.c_dim = c_dim
+        self.aux_classifier = aux_classifier
         self.img_resolution = img_resolution
         self.img_resolution_log2 = int(np.log2(img_resolution))
         self.img_channels = img_channels
@@ -849,9 +863,10 @@ class Discriminator(torch.nn.Module):
             cur_layer_idx += block.num_layers
         if c_dim > 0:
             self.mapping = MappingNetwork(z_dim=0, c_dim=c_dim, w_dim=cmap_dim, num_ws=None, w_avg_beta=None, **mapping_kwargs)
-        self.b4 = DiscriminatorEpilogue(channels_dict[4], cmap_dim=cmap_dim, resolution=4, **epilogue_kwargs, **common)
+        self.b4 = DiscriminatorEpilogue(channels_dict[4], cmap_dim=cmap_dim, resolution=4,
+            aux_dim=(c_dim if aux_classifier else 0), **epilogue_kwargs, **common)
 
-    def forward(self, img, c, update_emas=False, **block_kwargs):
+    def forward(self, img, c, update_emas=False, return_aux=False, **block_kwargs):
         _ = update_emas # Accepted for the StyleGAN3-era call convention.
         misc.assert_shape(img, [None, self.img_channels, self.img_resolution, self.img_resolution])
         x = None
@@ -863,7 +878,7 @@ class Discriminator(torch.nn.Module):
             with torch.autograd.profiler.record_function('discriminator.mapping'):
                 cmap = self.mapping(None, c)
         with torch.autograd.profiler.record_function('discriminator.epilogue'):
-            return self.b4(x, img, cmap)
+            return self.b4(x, img, cmap, return_aux=return_aux)
 
     def extra_repr(self):
         return f'c_dim={self.c_dim:d}, img_resolution={self.img_resolution:d}, img_channels={self.img_channels:d}'

@@ -102,6 +102,7 @@ class StyleGAN2Spec:
     class_group_kimg: float = 0 # The class groups start after this many kimg (0 = from the start).
     dlrate:     float = None # Adam learning rate of D; None = lrate.
     d_joint:    bool = False # Dmain in one D pass over fakes and reals (StyleGAN2Loss d_joint_pass: same math, fewer calls).
+    aux:        float = 0   # Conditional runs: weight of D's auxiliary classifier (AC-GAN cross-entropy; 0 = off).
 
 stylegan2_specs = {
     'stylegan2': StyleGAN2Spec(ref_gpus=8, kimg=25000,  mb=32, mbstd=4,  fmaps=1,     lrate=0.002,  gamma=10,   ema=10,  ramp=None, map=8, cmax=512, zdim=512, pl=2, mix=0.9, darch='resnet'),
@@ -129,7 +130,7 @@ stylegan2_descriptions = {
 # The StyleGAN2 family: networks of training.networks_stylegan2, loss training.loss.StyleGAN2Loss.
 
 class StyleGAN2Preset(Preset):
-    family = Family('StyleGAN2', options=('cbase', 'cmax', 'map', 'mbstd_ch', 'class_group_kimg', 'freeze_d', 'nhwc', 'bf16'))
+    family = Family('StyleGAN2', options=('cbase', 'cmax', 'map', 'mbstd_ch', 'class_group_kimg', 'aux', 'freeze_d', 'nhwc', 'bf16'))
 
     def __init__(self, name, description, spec):
         super().__init__(name, description)
@@ -162,6 +163,8 @@ class StyleGAN2Preset(Preset):
         c.ema_kimg = spec.ema
         c.ema_rampup = spec.ramp
         c.ada_kimg = spec.ada_kimg
+        if spec.aux:
+            c.loss_kwargs.aux_weight = spec.aux # Conditional runs only: resolved with the data in apply_options.
         if spec.class_groups:
             c.class_group_size = spec.mbstd # Resolved with the data in apply_options.
             c.class_group_kimg = spec.class_group_kimg
@@ -194,6 +197,7 @@ class StyleGAN2Preset(Preset):
             if not c.get('class_group_size'):
                 raise ValueError('--class-group-kimg needs class groups: a conditional run (--cond=1) of a config that has them (--cfg=small).')
             c.class_group_kimg = opts.class_group_kimg
+        self._apply_aux(c, opts)
         mixed_dtype = precision.choose_mixed_dtype(device, fp32=opts.get('fp32'), bf16=opts.get('bf16'))
         if mixed_dtype is None: # float32 everywhere (--fp32, or a CPU without bfloat16), unclamped.
             for kwargs in (c.G_kwargs.synthesis_kwargs, c.D_kwargs):
@@ -206,6 +210,19 @@ class StyleGAN2Preset(Preset):
             c.G_kwargs.synthesis_kwargs.fp16_channels_last = True
 
 # `auto`: the original's rules for batch, group size, width, learning rate and gamma from the resolution.
+    # The auxiliary classifier (--aux or the preset's weight) in conditional runs: D's class head and its loss term.
+    @staticmethod
+    def _apply_aux(c, opts):
+        weight = opts.aux if opts.get('aux') is not None else c.loss_kwargs.pop('aux_weight', 0)
+        conditional = c.get('training_set_kwargs', {}).get('use_labels')
+        if opts.get('aux') and not conditional:
+            raise ValueError('--aux needs a conditional run (--cond=1): the auxiliary classifier learns the labels.')
+        c.loss_kwargs.pop('aux_weight', None)
+        c.D_kwargs.pop('aux_classifier', None)
+        if weight and conditional:
+            c.D_kwargs.aux_classifier = True
+            c.loss_kwargs.aux_weight = weight
+
 class AutoStyleGAN2Preset(StyleGAN2Preset):
     def __init__(self, name, description):
         super().__init__(name, description, spec=None)
