@@ -83,7 +83,8 @@ def dry_run_config(kind, datasets, fp32):
 #----------------------------------------------------------------------------
 # Child side: G and D of a resolved configuration, with the shared weights when a file is given.
 # A parameter whose shape differs from the baseline's (a changed architecture, e.g. a preset's
-# minibatch-stddev features) keeps this tree's seeded initial values and is named in `notes`.
+# minibatch-stddev features), or of a layer the baseline does not have (e.g. small's auxiliary
+# classifier), keeps this tree's seeded initial values and is named in `notes`.
 
 def build_networks(c, weights=None, notes=None):
     import torch
@@ -97,13 +98,16 @@ def build_networks(c, weights=None, notes=None):
         for name, module in (('G', G), ('D', D)):
             own = module.state_dict()
             state = {k: v for k, v in weights[name].items() if k not in own or own[k].shape == v.shape}
-            missing, _unexpected = module.load_state_dict(state, strict=False)
+            module.load_state_dict(state, strict=False)
             params = {n for n, _ in module.named_parameters()}
             reshaped = sorted(params & (set(weights[name]) - set(state)))
-            if params & (set(missing) - set(reshaped)) or not params <= set(weights[name]):
+            baseline_modules = {k.rsplit('.', 1)[0] for k in weights[name]}
+            added = sorted(k for k in params - set(weights[name]) if k.rsplit('.', 1)[0] not in baseline_modules)
+            if not params - set(added) <= set(weights[name]):
                 raise RuntimeError(f'{name}: parameters differ from the shared weights: {sorted(params ^ set(weights[name]))[:5]}')
             if notes is not None:
                 notes += [f'{name}.{k} {list(own[k].shape)} (baseline {list(weights[name][k].shape)})' for k in reshaped]
+                notes += [f'{name}.{k} {list(own[k].shape)} (not in the baseline)' for k in added]
     return G, D, common
 
 #----------------------------------------------------------------------------

@@ -41,8 +41,8 @@ def test_errors():
 
 #----------------------------------------------------------------------------
 # Shared weights: a parameter shaped differently in this tree (a changed architecture) keeps its own
-# seeded initial values and is named in the notes; the others are loaded; a parameter the shared
-# weights lack is an error.
+# seeded initial values and is named in the notes, and so does a layer the baseline lacks; the others
+# are loaded; a parameter the shared weights lack from a layer they have is an error.
 
 def test_build_networks_shared_weights(tmp_path, monkeypatch):
     import torch
@@ -60,6 +60,13 @@ def test_build_networks_shared_weights(tmp_path, monkeypatch):
     assert notes == [f'D.{name} {list(D.state_dict()[name].shape)} (baseline [1, 1, 1, 1])']
     assert torch.equal(D2.state_dict()[name], D.state_dict()[name]) # Own seeded initial values.
     assert all(torch.equal(v, weights['G'][k]) for k, v in G2.state_dict().items())
+    layer = next(n for n, _ in D.named_parameters() if n.endswith('.weight')).rsplit('.', 1)[0]
+    for key in [k for k in weights['D'] if k.rsplit('.', 1)[0] == layer]: # A layer the baseline does not have.
+        del weights['D'][key]
+    notes = []
+    _G2, D2, _common = compare.build_networks(c, weights, notes)
+    assert f'D.{layer}.weight {list(D.state_dict()[layer + ".weight"].shape)} (not in the baseline)' in notes
+    assert torch.equal(D2.state_dict()[layer + '.weight'], D.state_dict()[layer + '.weight'])
     del weights['G'][next(n for n, _ in G.named_parameters())]
     with pytest.raises(RuntimeError, match='parameters differ from the shared weights'):
         compare.build_networks(c, weights)

@@ -178,6 +178,11 @@ def test_aux_classifier_option(tmp_path, data):
     assert c.D_kwargs.aux_classifier is True and c.loss_kwargs.aux_weight == 0.25
     c = dry_run(base + ['--cond=1', '--aux=0'])
     assert 'aux_classifier' not in c.D_kwargs and 'aux_weight' not in c.loss_kwargs
+    c = dry_run(base + ['--cond=1']) # small's own weight, in conditional runs only.
+    assert c.D_kwargs.aux_classifier is True and c.loss_kwargs.aux_weight == presets.stylegan2_specs['small'].aux > 0
+    c = dry_run(base)
+    assert 'aux_classifier' not in c.D_kwargs and 'aux_weight' not in c.loss_kwargs
+    assert 'aux_weight' not in dry_run([f'--outdir={tmp_path}', f'--data={data}', '--device=cpu', '--cfg=paper256', '--cond=1']).loss_kwargs
     result = click.testing.CliRunner().invoke(train.main, base + ['--aux=0.5', '--dry-run'])
     assert result.exit_code != 0 and 'Traceback' not in result.output
     assert '--aux needs a conditional run' in result.output.strip().splitlines()[-1]
