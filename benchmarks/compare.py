@@ -231,7 +231,7 @@ def child_main(tree, job, workdir, repeat, names, fp32, threads):
     import torch
     if threads:
         torch.set_num_threads(threads)
-    _set_up_like_the_trainer()
+    _set_up_like_the_trainer(tree)
     with open(os.path.join(workdir, 'datasets.json')) as f:
         datasets = json.load(f)
     inputs_path = os.path.join(workdir, 'inputs.pt')
@@ -250,11 +250,12 @@ def child_main(tree, job, workdir, repeat, names, fp32, threads):
 
 # The process settings the tree's training loop makes on the CPU, where the tree has them (trees before
 # torch_utils.host_memory keep glibc's allocator as it is; DNNLIB_KEEP_FREED_MEMORY=0 turns it off here too).
-def _set_up_like_the_trainer():
-    try:
-        from torch_utils import host_memory # pylint: disable=import-outside-toplevel
-    except ImportError:
+# Only the tree's own file counts: an editable install of this project would otherwise serve a baseline
+# tree the module it lacks.
+def _set_up_like_the_trainer(tree):
+    if not os.path.isfile(os.path.join(tree, 'torch_utils', 'host_memory.py')):
         return
+    from torch_utils import host_memory # pylint: disable=import-outside-toplevel
     host_memory.keep_freed_memory()
 
 #----------------------------------------------------------------------------

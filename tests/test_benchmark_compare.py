@@ -70,3 +70,15 @@ def test_build_networks_shared_weights(tmp_path, monkeypatch):
     del weights['G'][next(n for n, _ in G.named_parameters())]
     with pytest.raises(RuntimeError, match='parameters differ from the shared weights'):
         compare.build_networks(c, weights)
+
+# The allocator setting follows the measured tree's own files: a baseline without torch_utils/host_memory.py
+# keeps glibc's default even where an editable install of this project could import the module for it.
+def test_trainer_setup_only_from_the_trees_own_module(tmp_path, monkeypatch):
+    from torch_utils import host_memory
+    compare = load_compare()
+    calls = []
+    monkeypatch.setattr(host_memory, 'keep_freed_memory', lambda: calls.append(1) or True)
+    compare._set_up_like_the_trainer(str(tmp_path)) # pylint: disable=protected-access
+    assert calls == []
+    compare._set_up_like_the_trainer(ROOT) # pylint: disable=protected-access
+    assert calls == [1]
