@@ -102,10 +102,14 @@ def generated_pass(opts, detector_path, n, batch_size=64):
     per G call) and, for conditional generators, whether the network classifies each as its label."""
     key = (id(opts.G), _module_digest(opts.G), _file_md5(detector_path), n, repr(sorted(opts.G_kwargs.items())), str(opts.device),
         opts.num_gpus, opts.rank, repr(sorted(opts.dataset_kwargs.items())))
-    if _last_pass['key'] != key:
-        _last_pass.update(key=None, value=None) # Free the old pass first.
-        _last_pass.update(key=key, value=_generate(opts, detector_path, n, batch_size))
-    return _last_pass['value']
+    return _last_value(_last_pass, key, lambda: _generate(opts, detector_path, n, batch_size))
+
+# The value kept in `store` when its key is `key`, else compute() kept under `key` (the old value freed first).
+def _last_value(store, key, compute):
+    if store['key'] != key:
+        store.update(key=None, value=None)
+        store.update(key=key, value=compute())
+    return store['value']
 
 def _generate(opts, detector_path, n, batch_size):
     G = copy.deepcopy(opts.G).eval().requires_grad_(False).to(opts.device)
@@ -182,11 +186,10 @@ def compute_acc(opts, batch_size=64):
     _features, correct = generated_pass(opts, path, len(real_a), batch_size) # Dataset options as fd_custom's.
     opts.dataset_kwargs.update(max_size=None, xflip=False)
     data_path = str(opts.dataset_kwargs.get('path', ''))
-    stamp = (os.stat(data_path).st_size, os.stat(data_path).st_mtime_ns) if os.path.exists(data_path) else None
+    stat = os.stat(data_path) if os.path.exists(data_path) else None
+    stamp = (stat.st_size, stat.st_mtime_ns) if stat else None
     key = (_file_md5(path), repr(sorted(opts.dataset_kwargs.items())), stamp, opts.max_items, str(opts.device), opts.num_gpus, opts.rank)
-    if _real_acc['key'] != key:
-        _real_acc.update(key=key, value=_dataset_accuracy(opts, path, batch_size))
-    return float(correct.mean()), _real_acc['value']
+    return float(correct.mean()), _last_value(_real_acc, key, lambda: _dataset_accuracy(opts, path, batch_size))
 
 # The fraction of the dataset's images (all of them, or opts.max_items) the network classifies as their label; the
 # last result is kept for the same network file, dataset options and dataset file size and time (a training run asks

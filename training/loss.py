@@ -116,11 +116,15 @@ class StyleGAN2Loss(Loss):
             ws = torch.where(layer < cutoff, ws, ws_mix)
         return self.G.synthesis(ws, update_emas=update_emas), ws
 
-    # Discriminator logits of the images as _d_input prepares them; with the auxiliary classifier on
-    # (aux_weight), (logits, class logits).
-    def run_D(self, img, c, aux=False):
-        img = self._d_input(img)
-        return self.D(img, c, return_aux=True) if aux else self.D(img, c)
+    # Discriminator logits of the images as _d_input prepares them.
+    def run_D(self, img, c):
+        return self.D(self._d_input(img), c)
+
+    # (logits, class logits) with aux, else (logits, None): the auxiliary classifier's logits from the same pass.
+    def _run_D_aux(self, img, c, aux):
+        if aux:
+            return self.D(self._d_input(img), c, return_aux=True)
+        return self.run_D(img, c), None
 
     # The auxiliary classifier's cross-entropy [N, 1] of class logits against one-hot labels c, weighted.
     def _aux_loss(self, side, class_logits, c):
@@ -162,13 +166,10 @@ class StyleGAN2Loss(Loss):
     # Gmain: make D call the fakes real.
     def _g_main(self, gen_z, gen_c, gain):
         gen_img, _ws = self.run_G(gen_z, gen_c)
-        if self.aux_weight:
-            gen_logits, class_logits = self.run_D(gen_img, gen_c, aux=True)
-        else:
-            gen_logits = self.run_D(gen_img, gen_c)
+        gen_logits, class_logits = self._run_D_aux(gen_img, gen_c, aux=(self.aux_weight != 0))
         self._report_logits('fake', gen_logits)
         loss = self.loss_g(gen_logits)
-        if self.aux_weight:
+        if class_logits is not None:
             loss = loss + self._aux_loss('G', class_logits, gen_c)
         training_stats.report('Loss/G/loss', loss)
         loss = loss.mean()
@@ -247,16 +248,12 @@ class StyleGAN2Loss(Loss):
     # R1 = gamma/2 * |grad_x D(x)|^2 (Mescheder et al. 2018).
     def _d_real(self, real_img, real_c, gain, loss_fake, reg):
         real_img_tmp = real_img.detach().requires_grad_(reg)
-        aux = loss_fake is not None and self.aux_weight != 0
-        if aux:
-            real_logits, class_logits = self.run_D(real_img_tmp, real_c, aux=True)
-        else:
-            real_logits = self.run_D(real_img_tmp, real_c)
+        real_logits, class_logits = self._run_D_aux(real_img_tmp, real_c, aux=(loss_fake is not None and self.aux_weight != 0))
         self._report_logits('real', real_logits)
         loss = torch.zeros_like(real_logits)
         if loss_fake is not None:
             loss_real = self.loss_d_real(real_logits)
-            if aux:
+            if class_logits is not None:
                 loss_real = loss_real + self._aux_loss('D', class_logits, real_c)
             training_stats.report('Loss/D/loss', loss_fake + loss_real)
             loss = loss + loss_real

@@ -213,12 +213,11 @@ class StyleGAN2Preset(Preset):
     # The auxiliary classifier (--aux or the preset's weight) in conditional runs: D's class head and its loss term.
     @staticmethod
     def _apply_aux(c, opts):
-        weight = opts.aux if opts.get('aux') is not None else c.loss_kwargs.pop('aux_weight', 0)
+        preset_weight = c.loss_kwargs.pop('aux_weight', 0)
+        weight = opts.aux if opts.get('aux') is not None else preset_weight
         conditional = c.get('training_set_kwargs', {}).get('use_labels')
         if opts.get('aux') and not conditional:
             raise ValueError('--aux needs a conditional run (--cond=1): the auxiliary classifier learns the labels.')
-        c.loss_kwargs.pop('aux_weight', None)
-        c.D_kwargs.pop('aux_classifier', None)
         if weight and conditional:
             c.D_kwargs.aux_classifier = True
             c.loss_kwargs.aux_weight = weight
