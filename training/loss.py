@@ -71,6 +71,7 @@ class StyleGAN2Loss(Loss):
         blur_fade_kimg      = 0,            # The blur fades linearly to 0 over this many kimg; 0 = no blur.
         d_joint_pass        = False,        # Dmain in one D pass over fakes and reals (same math, fewer calls; see _d_main_joint).
         aux_weight          = 0,            # Weight of the auxiliary classifier's cross-entropy (D on reals, G on fakes); 0 = off.
+        reuse_fakes         = False,        # Dmain scores the fakes of the step's Gmain (made before G's update): one G pass less per step.
     ):
         if adversarial not in adversarial_losses:
             raise ValueError(f'Unknown adversarial loss {adversarial!r}; valid: {", ".join(adversarial_losses)}.')
@@ -98,6 +99,9 @@ class StyleGAN2Loss(Loss):
         if d_joint_pass and self.d_group_size is None:
             raise ValueError(f'd_joint_pass needs a discriminator whose samples meet only in fixed-size minibatch-stddev groups '
                 f'and that keeps no running state; {type(D).__name__} does not: set d_joint_pass=False.')
+        self.reuse_fakes = reuse_fakes
+        self._fakes = []        # (images, labels) of this step's Gmain rounds, detached, for Dmain (reuse_fakes).
+        self._last_phase = None
         self.pl_mean = torch.zeros([], device=device)
         self.real_sign_stats = torch.zeros([2], dtype=torch.float64, device=device) # [count, sum] of sign(D(real)) for ADA.
 
@@ -143,6 +147,9 @@ class StyleGAN2Loss(Loss):
         if phase not in PHASES:
             raise ValueError(f'Unknown phase {phase!r}; valid: {", ".join(PHASES)}.')
         self.blur_sigma = blur_sigma_at(cur_nimg, self.blur_init_sigma, self.blur_fade_kimg)
+        if phase in ('Gmain', 'Gboth') and self._last_phase not in ('Gmain', 'Gboth'):
+            self._fakes.clear() # A new step: fakes its Dmain did not take are stale.
+        self._last_phase = phase
         if phase == 'Greg' and self.pl_weight == 0:
             return torch.zeros([], device=self.device)
         if phase == 'Dreg' and self.r1_gamma == 0:
@@ -166,6 +173,8 @@ class StyleGAN2Loss(Loss):
     # Gmain: make D call the fakes real.
     def _g_main(self, gen_z, gen_c, gain):
         gen_img, _ws = self.run_G(gen_z, gen_c)
+        if self.reuse_fakes:
+            self._fakes.append((gen_img.detach(), gen_c))
         gen_logits, class_logits = self._run_D_aux(gen_img, gen_c, aux=(self.aux_weight != 0))
         self._report_logits('fake', gen_logits)
         loss = self.loss_g(gen_logits)
@@ -194,10 +203,17 @@ class StyleGAN2Loss(Loss):
         (gen_img[:, 0, 0, 0] * 0 + loss).mean().mul(gain).backward()
         return loss.detach()
 
+    # The fakes D scores in Dmain, (images, labels): with reuse_fakes those of the step's Gmain rounds in
+    # their order while any are left (the batch sizes match), else new ones from gen_z and gen_c.
+    def _fakes_for_d(self, gen_z, gen_c):
+        if self._fakes and self._fakes[0][0].shape[0] == gen_z.shape[0]:
+            return self._fakes.pop(0)
+        with torch.no_grad():
+            return self.run_G(gen_z, gen_c)[0], gen_c
+
     # Dmain, fake half: make D call the fakes fake. Returns per-sample losses.
     def _d_fake(self, gen_z, gen_c, gain):
-        with torch.no_grad():
-            gen_img, _ws = self.run_G(gen_z, gen_c)
+        gen_img, gen_c = self._fakes_for_d(gen_z, gen_c)
         gen_logits = self.run_D(gen_img, gen_c)
         self._report_logits('fake', gen_logits)
         loss = self.loss_d_fake(gen_logits)
@@ -216,8 +232,7 @@ class StyleGAN2Loss(Loss):
     # pass: the logits, losses and gradients are those of _d_fake + _d_real, up to float rounding
     # (one backward pass sums the two halves' gradients in another order).
     def _d_main_joint(self, real_img, real_c, gen_z, gen_c, gain):
-        with torch.no_grad():
-            gen_img, _ws = self.run_G(gen_z, gen_c)
+        gen_img, gen_c = self._fakes_for_d(gen_z, gen_c)
         g = self.d_group_size
         n = gen_img.shape[0] // g # Groups per half.
         halves = [(self._d_input(gen_img), gen_c), (self._d_input(real_img.detach()), real_c)]

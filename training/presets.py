@@ -103,6 +103,7 @@ class StyleGAN2Spec:
     dlrate:     float = None # Adam learning rate of D; None = lrate.
     d_joint:    bool = False # Dmain in one D pass over fakes and reals (StyleGAN2Loss d_joint_pass: same math, fewer calls).
     aux:        float = 0   # Conditional runs: weight of D's auxiliary classifier (AC-GAN cross-entropy; 0 = off).
+    reuse:      bool = False # Dmain scores the fakes of the step's Gmain (StyleGAN2Loss reuse_fakes: one G pass less per step).
 
 stylegan2_specs = {
     'stylegan2': StyleGAN2Spec(ref_gpus=8, kimg=25000,  mb=32, mbstd=4,  fmaps=1,     lrate=0.002,  gamma=10,   ema=10,  ramp=None, map=8, cmax=512, zdim=512, pl=2, mix=0.9, darch='resnet'),
@@ -130,7 +131,7 @@ stylegan2_descriptions = {
 # The StyleGAN2 family: networks of training.networks_stylegan2, loss training.loss.StyleGAN2Loss.
 
 class StyleGAN2Preset(Preset):
-    family = Family('StyleGAN2', options=('cbase', 'cmax', 'map', 'mbstd_ch', 'class_group_kimg', 'aux', 'freeze_d', 'nhwc', 'bf16'))
+    family = Family('StyleGAN2', options=('cbase', 'cmax', 'map', 'mbstd_ch', 'class_group_kimg', 'aux', 'reuse_fakes', 'freeze_d', 'nhwc', 'bf16'))
 
     def __init__(self, name, description, spec):
         super().__init__(name, description)
@@ -157,6 +158,8 @@ class StyleGAN2Preset(Preset):
             pl_weight=spec.pl, style_mixing_prob=spec.mix)
         if spec.d_joint:
             c.loss_kwargs.d_joint_pass = True
+        if spec.reuse:
+            c.loss_kwargs.reuse_fakes = True
         c.total_kimg = spec.kimg
         c.batch_size = spec.mb
         c.batch_gpu = max(spec.mb // spec.ref_gpus, 1)
@@ -198,6 +201,8 @@ class StyleGAN2Preset(Preset):
                 raise ValueError('--class-group-kimg needs class groups: a conditional run (--cond=1) of a config that has them (--cfg=small).')
             c.class_group_kimg = opts.class_group_kimg
         self._apply_aux(c, opts)
+        if opts.get('reuse_fakes') is not None:
+            c.loss_kwargs.reuse_fakes = opts.reuse_fakes
         mixed_dtype = precision.choose_mixed_dtype(device, fp32=opts.get('fp32'), bf16=opts.get('bf16'))
         if mixed_dtype is None: # float32 everywhere (--fp32, or a CPU without bfloat16), unclamped.
             for kwargs in (c.G_kwargs.synthesis_kwargs, c.D_kwargs):
