@@ -32,7 +32,7 @@ from metrics import custom_features
 from training import network_files
 
 # Training length and evaluation interval of `make demo` (see docs/demo.md for how they were chosen).
-DEMO_KIMG = 110
+DEMO_KIMG = 120
 DEMO_EVAL_KIMG = 10
 
 #----------------------------------------------------------------------------
