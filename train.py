@@ -98,7 +98,7 @@ def _list_classes(ctx, _param, value):
 @click.option('--mbstd-ch',     help='StyleGAN2: minibatch-stddev features of D, 0 = one per channel [default: from --cfg]', metavar='INT', type=click.IntRange(min=0))
 @click.option('--class-group-kimg', help='StyleGAN2, conditional --cfg=small: stddev groups hold one class from this kimg on [default: from --cfg]', metavar='KIMG', type=click.FloatRange(min=0))
 @click.option('--aux',          help='StyleGAN2, conditional: weight of an auxiliary classifier in D (AC-GAN), 0 = off [default: from --cfg]', metavar='FLOAT', type=click.FloatRange(min=0))
-@click.option('--reuse-fakes',  help="StyleGAN2: D scores the fakes of G's step (made before G's update) instead of new ones: one G pass less per step [default: from --cfg]", metavar='BOOL', type=bool)
+@click.option('--reuse-fakes',  help="StyleGAN2: D scores the fakes of G's step (made before G's update) instead of new ones: one G pass less per step [default: off]", metavar='BOOL', type=bool)
 @click.option('--freeze-d', '--freezed', 'freeze_d', help='StyleGAN2: freeze the first N layers of D', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
 @click.option('--nhwc',         help='StyleGAN2: NHWC memory format with fp16', metavar='BOOL', type=bool, default=False, show_default=True)
 @click.option('--bf16',         help='StyleGAN2: bfloat16 instead of float16 on CUDA (CPUs with bfloat16 use it always)', metavar='BOOL', type=bool, default=False, show_default=True)

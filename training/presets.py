@@ -103,7 +103,6 @@ class StyleGAN2Spec:
     dlrate:     float = None # Adam learning rate of D; None = lrate.
     d_joint:    bool = False # Dmain in one D pass over fakes and reals (StyleGAN2Loss d_joint_pass: same math, fewer calls).
     aux:        float = 0   # Conditional runs: weight of D's auxiliary classifier (AC-GAN cross-entropy; 0 = off).
-    reuse:      bool = False # Dmain scores the fakes of the step's Gmain (StyleGAN2Loss reuse_fakes: one G pass less per step).
 
 stylegan2_specs = {
     'stylegan2': StyleGAN2Spec(ref_gpus=8, kimg=25000,  mb=32, mbstd=4,  fmaps=1,     lrate=0.002,  gamma=10,   ema=10,  ramp=None, map=8, cmax=512, zdim=512, pl=2, mix=0.9, darch='resnet'),
@@ -159,8 +158,6 @@ class StyleGAN2Preset(Preset):
             pl_weight=spec.pl, style_mixing_prob=spec.mix)
         if spec.d_joint:
             c.loss_kwargs.d_joint_pass = True
-        if spec.reuse:
-            c.loss_kwargs.reuse_fakes = True
         c.total_kimg = spec.kimg
         c.batch_size = spec.mb
         c.batch_gpu = max(spec.mb // spec.ref_gpus, 1)
