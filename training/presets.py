@@ -212,7 +212,6 @@ class StyleGAN2Preset(Preset):
             c.D_kwargs.block_kwargs.fp16_channels_last = True
             c.G_kwargs.synthesis_kwargs.fp16_channels_last = True
 
-# `auto`: the original's rules for batch, group size, width, learning rate and gamma from the resolution.
     # The auxiliary classifier (--aux or the preset's weight) in conditional runs: D's class head and its loss term.
     @staticmethod
     def _apply_aux(c, opts):
@@ -225,6 +224,7 @@ class StyleGAN2Preset(Preset):
             c.D_kwargs.aux_classifier = True
             c.loss_kwargs.aux_weight = weight
 
+# `auto`: the original's rules for batch, group size, width, learning rate and gamma from the resolution.
 class AutoStyleGAN2Preset(StyleGAN2Preset):
     def __init__(self, name, description):
         super().__init__(name, description, spec=None)
