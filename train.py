@@ -188,6 +188,7 @@ def main(ctx, **opts):
     finally:
         if lock is not None:
             lock.release()
+    launch.exit_finished_process()
 
 # The run directory, locked for this process; the first console line says when a run continues.
 def _claim_run_dir(outdir, desc, c, run_dir, command):

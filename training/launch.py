@@ -248,6 +248,19 @@ def _spawned_process(rank, c, init_file):
         _run_rank(rank, rank, c)
     finally:
         torch.distributed.destroy_process_group()
+    exit_finished_process()
+
+def exit_finished_process():
+    """End a training process that has finished and closed its files, without Python's finalization.
+
+    After the last barrier, a gloo worker thread can still be releasing the last collectives' tensors,
+    which takes the interpreter lock; a worker that finds the interpreter finalizing aborts the whole
+    process (SIGABRT, 'terminate called without an active exception', seen after 'Exiting...' under
+    CPU load; the backtrace runs through ProcessGroupGloo::runLoop and ~AsyncBarrierWork).
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 def launch_training(c, run_dir):
     """Run the training loop in this process, or spawn one process per GPU / CPU worker."""
