@@ -13,33 +13,40 @@ import dnnlib
 from metrics import custom_features
 from metrics import metric_main
 from metrics import metric_utils
+from training import launch
 from training import network_files
 from training.inference import resolve_device
 
 #----------------------------------------------------------------------------
-# One process: join the process group (when there are several), then compute and report each metric.
+# One process: compute and report each metric (rank 0 reports).
 
-def subprocess_fn(rank, args, temp_dir):
-    if args.num_gpus > 1:
-        init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
-        backend = 'nccl' if args.device.type == 'cuda' else 'gloo'
-        torch.distributed.init_process_group(backend=backend, init_method=f'file://{init_file}', rank=rank, world_size=args.num_gpus)
+def subprocess_fn(rank, args):
     device = torch.device('cuda', rank) if args.device.type == 'cuda' else args.device
     if device.type == 'cuda':
         torch.cuda.set_device(device)
+    G = copy.deepcopy(args.G).eval().requires_grad_(False).to(device)
+    for metric in args.metrics:
+        if rank == 0 and args.verbose:
+            print(f'Calculating {metric}...')
+        progress = metric_utils.ProgressMonitor(verbose=args.verbose)
+        result_dict = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=args.dataset_kwargs,
+            num_gpus=args.num_gpus, rank=rank, device=device, progress=progress, max_items=args.max_items)
+        if rank == 0:
+            metric_main.report_metric(result_dict, run_dir=args.run_dir, snapshot_pkl=args.network_pkl)
+
+# One of several spawned processes: join the process group, compute, leave it, and end without Python's
+# finalization once done (launch.exit_finished_process: gloo's teardown race).
+def spawned_process_fn(rank, args, temp_dir):
+    launch.share_cpu_threads(args.device.type, args.num_gpus)
+    init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
+    backend = 'nccl' if args.device.type == 'cuda' else 'gloo'
+    torch.distributed.init_process_group(backend=backend, init_method=f'file://{init_file}', rank=rank, world_size=args.num_gpus)
     try:
-        G = copy.deepcopy(args.G).eval().requires_grad_(False).to(device)
-        for metric in args.metrics:
-            if rank == 0 and args.verbose:
-                print(f'Calculating {metric}...')
-            progress = metric_utils.ProgressMonitor(verbose=args.verbose)
-            result_dict = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=args.dataset_kwargs,
-                num_gpus=args.num_gpus, rank=rank, device=device, progress=progress, max_items=args.max_items)
-            if rank == 0:
-                metric_main.report_metric(result_dict, run_dir=args.run_dir, snapshot_pkl=args.network_pkl)
+        subprocess_fn(rank, args)
+        torch.distributed.barrier() # No process leaves while another still talks to it (gloo aborts that one).
     finally:
-        if args.num_gpus > 1:
-            torch.distributed.destroy_process_group()
+        torch.distributed.destroy_process_group()
+    launch.exit_finished_process()
 
 #----------------------------------------------------------------------------
 # Click callback: a comma-separated list of registered metric names.
@@ -171,11 +178,11 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, num_gpus, device, verb
     with tempfile.TemporaryDirectory() as temp_dir:
         if num_gpus == 1:
             try:
-                subprocess_fn(rank=0, args=args, temp_dir=temp_dir)
+                subprocess_fn(rank=0, args=args)
             except (FileNotFoundError, ValueError) as err: # Missing detector, empty dataset, ...
                 raise click.ClickException(str(err)) from err
         else:
-            torch.multiprocessing.spawn(fn=subprocess_fn, args=(args, temp_dir), nprocs=num_gpus)
+            torch.multiprocessing.spawn(fn=spawned_process_fn, args=(args, temp_dir), nprocs=num_gpus)
 
 #----------------------------------------------------------------------------
 

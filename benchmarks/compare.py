@@ -166,6 +166,10 @@ def measure_nets(c, weights, inputs, repeat, names, notes):
 # with the interval-scaled Adam settings, optimizer steps), timed per 16-step cycle.
 
 def measure_demo(c, weights, inputs, repeat, notes):
+    return [t / DEMO_CYCLE for t in time_calls(demo_cycle(c, weights, inputs, notes), repeat)]
+
+# The demo's training steps as one function: DEMO_CYCLE steps, every phase due at each step.
+def demo_cycle(c, weights, inputs, notes):
     import torch
     import dnnlib
     G, D, common = build_networks(c, weights, notes)
@@ -198,7 +202,7 @@ def measure_demo(c, weights, inputs, repeat, notes):
                     gen_z=torch.randn([batch, G.z_dim]), gen_c=gen_c, gain=interval, cur_nimg=0)
                 module.requires_grad_(False)
                 opt.step()
-    return [t / DEMO_CYCLE for t in time_calls(cycle, repeat)]
+    return cycle
 
 #----------------------------------------------------------------------------
 # Child side: the shared weights and inputs, made once by the baseline tree.

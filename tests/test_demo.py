@@ -101,7 +101,7 @@ def test_whole_demo_at_tiny_size(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     out = tmp_path / 'out'
     result = click.testing.CliRunner().invoke(demo.main, [f'--outdir={out}', '--kimg=0.1', '--eval-kimg=0.05',
-        '--classifier-epochs=1', '--workers=0', '--', '--cmax=8', '--batch=8', '--map=1'])
+        '--classifier-epochs=1', '--processes=2', '--', '--cmax=8', '--map=1'])
     assert result.exit_code == 0, result.output
     report = json.loads((out / 'check.json').read_text())
     for key in ['fd', 'fd_real_vs_real', 'fd_ratio', 'precision', 'recall', 'class_accuracy', 'classifier_accuracy_on_held_out_real']:
@@ -115,4 +115,8 @@ def test_small_preset_is_the_demo_recipe():
     from training import presets
     c = presets.get('small').config(resolution=32, gpus=1)
     assert (c.batch_size, c.G_kwargs.synthesis_kwargs.channel_max, c.loss_kwargs.r1_gamma, c.ada_kimg) == (8, 32, 1, 100)
+    c2 = presets.get('small').config(resolution=32, gpus=2) # The demo's two processes: 8 images each.
+    assert (c2.batch_size, c2.batch_gpu) == (16, 8)
+    assert c2.G_opt_kwargs.lr == pytest.approx(0.0035 * 2 ** 0.5) and c2.D_opt_kwargs.lr == pytest.approx(0.006 * 2 ** 0.5)
+    assert presets.get('cifar').config(resolution=32, gpus=1).batch_size == 64 # Other presets keep their total batch.
     assert presets.get('paper256').config(resolution=256, gpus=8).ada_kimg == 500 # Published presets keep ADA's 500.

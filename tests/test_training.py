@@ -307,6 +307,26 @@ def test_two_processes_exact_resume(tmp_path, data16):
     assert len(a['rng']) == 2 and not torch.equal(a['rng'][0]['torch_cpu'], a['rng'][1]['torch_cpu'])
     assert_states_equal(a, b)
 
+# Several CPU processes on one machine share its threads; an explicit OMP_NUM_THREADS and CUDA runs are left alone.
+def test_cpu_processes_share_threads(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+        launch.share_cpu_threads('cuda', 2)
+        launch.share_cpu_threads('cpu', 1)
+        assert torch.get_num_threads() == 4
+        launch.share_cpu_threads('cpu', 2)
+        assert torch.get_num_threads() == 2
+        launch.share_cpu_threads('cpu', 3)
+        assert torch.get_num_threads() == 1 # Never fewer than one.
+        torch.set_num_threads(4)
+        monkeypatch.setenv('OMP_NUM_THREADS', '3')
+        launch.share_cpu_threads('cpu', 2)
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)
+
 # torchrun with 2 CPU processes: one run directory, written by rank 0 alone.
 @pytest.mark.slow
 def test_torchrun(tmp_path, data16):

@@ -241,6 +241,7 @@ def _barrier():
         torch.distributed.barrier()
 
 def _spawned_process(rank, c, init_file):
+    share_cpu_threads(c.device, c.num_gpus)
     init_method = f'file://{init_file}'
     torch.distributed.init_process_group(backend=_backend(c.device), init_method=init_method,
         rank=rank, world_size=c.num_gpus)
@@ -250,8 +251,19 @@ def _spawned_process(rank, c, init_file):
         torch.distributed.destroy_process_group()
     exit_finished_process()
 
+def share_cpu_threads(device, num_processes):
+    """Give each of `num_processes` CPU processes on this machine an equal share of torch's threads.
+
+    A spawned process starts with as many threads as the machine has cores, so N processes would run
+    N times too many and slow each other down. An explicit OMP_NUM_THREADS is left as it is (torchrun
+    sets it to 1 for several processes per node).
+    """
+    if device == 'cpu' and num_processes > 1 and 'OMP_NUM_THREADS' not in os.environ:
+        torch.set_num_threads(max(torch.get_num_threads() // num_processes, 1))
+
 def exit_finished_process():
-    """End a training process that has finished and closed its files, without Python's finalization.
+    """End a distributed process (training, metrics) that has finished and closed its files, without
+    Python's finalization.
 
     After the last barrier, a gloo worker thread can still be releasing the last collectives' tensors,
     which takes the interpreter lock; a worker that finds the interpreter finalizing aborts the whole
