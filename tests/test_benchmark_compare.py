@@ -1,7 +1,6 @@
 # benchmarks/compare.py: its table and geometric mean from given timings, and its one-line errors.
 # (The timing runs themselves check out a worktree and take minutes; docs/performance.md quotes one.)
 
-import importlib.util
 import math
 import os
 
@@ -10,17 +9,14 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-def load_compare():
-    spec = importlib.util.spec_from_file_location('benchmark_compare', os.path.join(ROOT, 'benchmarks', 'compare.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def compare(load_benchmark):
+    return load_benchmark('compare')
 
 #----------------------------------------------------------------------------
 # Speed-up = median(A) / median(B) per measure (min ratio in brackets); geometric mean over measures.
 
-def test_report(capsys):
-    compare = load_compare()
+def test_report(compare, capsys):
     times = {'A': {'g_fwd': [4.0, 6.0, 5.0], 'd_r1': [9.0, 8.0, 10.0]}, 'B': {'g_fwd': [1.0, 2.0, 3.0], 'd_r1': [1.0, 1.0, 1.0]}}
     compare.report(times, ['g_fwd', 'd_r1'], 'aaaaaaa', 'bbbbbbb')
     out = capsys.readouterr().out
@@ -31,8 +27,7 @@ def test_report(capsys):
 #----------------------------------------------------------------------------
 # Bad arguments end in one line naming what is wrong.
 
-def test_errors():
-    compare = load_compare()
+def test_errors(compare):
     runner = click.testing.CliRunner()
     result = runner.invoke(compare.main, ['--baseline=no-such-revision-xyz'])
     assert result.exit_code != 0 and 'is not a commit' in result.output
@@ -44,9 +39,8 @@ def test_errors():
 # seeded initial values and is named in the notes, and so does a layer the baseline lacks; the others
 # are loaded; a parameter the shared weights lack from a layer they have is an error.
 
-def test_build_networks_shared_weights(tmp_path, monkeypatch):
+def test_build_networks_shared_weights(compare, tmp_path, monkeypatch):
     import torch
-    compare = load_compare()
     monkeypatch.chdir(ROOT)
     datasets = compare.make_datasets(str(tmp_path))
     datasets['workdir'] = str(tmp_path)
@@ -73,9 +67,8 @@ def test_build_networks_shared_weights(tmp_path, monkeypatch):
 
 # The allocator setting follows the measured tree's own files: a baseline without torch_utils/host_memory.py
 # keeps glibc's default even where an editable install of this project could import the module for it.
-def test_trainer_setup_only_from_the_trees_own_module(tmp_path, monkeypatch):
+def test_trainer_setup_only_from_the_trees_own_module(compare, tmp_path, monkeypatch):
     from torch_utils import host_memory
-    compare = load_compare()
     calls = []
     monkeypatch.setattr(host_memory, 'keep_freed_memory', lambda: calls.append(1) or True)
     compare._set_up_like_the_trainer(str(tmp_path)) # pylint: disable=protected-access

@@ -2,21 +2,13 @@
 # convolutions must compute the same thing, checked here in float64 against torch's own layers
 # on shapes other than the script's self-check (odd sizes for the transposed one, C_in != C_out).
 
-import importlib.util
-import os
-
 import pytest
 import torch
 import torch.nn.functional as F
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 @pytest.fixture(scope='module')
-def alternatives():
-    spec = importlib.util.spec_from_file_location('conv_alternatives', os.path.join(ROOT, 'benchmarks', 'conv_alternatives.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def alternatives(load_benchmark):
+    return load_benchmark('conv_alternatives')
 
 @pytest.mark.parametrize('shape', [(1, 3, 2, 2), (2, 5, 8, 6)])
 def test_winograd_equals_conv2d(alternatives, shape):

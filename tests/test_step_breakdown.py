@@ -1,21 +1,13 @@
 # benchmarks/step_breakdown.py: its oneDNN accounting and op count, against what is known of a tiny
 # workload (one convolution, a fixed number of ops) and hand-written verbose lines.
 
-import importlib.util
-import os
-
 import pytest
 import torch
 import torch.nn.functional as F
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 @pytest.fixture(scope='module')
-def breakdown():
-    spec = importlib.util.spec_from_file_location('step_breakdown', os.path.join(ROOT, 'benchmarks', 'step_breakdown.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def breakdown(load_benchmark):
+    return load_benchmark('step_breakdown')
 
 def test_parse_onednn_sums_exec_lines_by_kind(breakdown):
     lines = [
