@@ -9,6 +9,7 @@
 
 import collections
 import ctypes
+import importlib.util
 import os
 import sys
 import tempfile
@@ -17,8 +18,12 @@ import click
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import compare # pylint: disable=wrong-import-position
+# compare.py by its path: benchmarks/ on sys.path would shadow the project's `metrics` package.
+_spec = importlib.util.spec_from_file_location('benchmark_compare', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'compare.py'))
+compare = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(compare)
+if sys.path[0] != compare.ROOT:
+    sys.path.insert(0, compare.ROOT) # This tree's train.py and packages, before benchmarks/.
 
 #----------------------------------------------------------------------------
 # oneDNN's verbose lines: 'onednn_verbose,...,exec,cpu,<primitive>,...,<milliseconds>'. Returns the total

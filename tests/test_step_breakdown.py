@@ -1,6 +1,7 @@
 # benchmarks/step_breakdown.py: its oneDNN accounting and op count, against what is known of a tiny
 # workload (one convolution, a fixed number of ops) and hand-written verbose lines.
 
+import click.testing
 import pytest
 import torch
 import torch.nn.functional as F
@@ -37,3 +38,11 @@ def test_onednn_lines_catch_a_convolution(breakdown):
         pytest.skip('this torch build prints no oneDNN verbose lines (no mkldnn convolution on this CPU)')
     total, per_kind = breakdown.parse_onednn(lines)
     assert per_kind['convolution'] > 0 and total >= per_kind['convolution']
+
+# The whole script on the demo's networks at one thread: a table row with a step time and oneDNN's share.
+def test_script_prints_the_breakdown(breakdown):
+    result = click.testing.CliRunner().invoke(breakdown.main, ['--threads=1', '--batch=4', '--repeat=1'])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert 'dispatched ops per step' in result.output
+    row = [line for line in result.output.splitlines() if line.startswith('| 1 |')]
+    assert len(row) == 1 and float(row[0].split('|')[2]) > 0
