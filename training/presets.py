@@ -103,6 +103,7 @@ class StyleGAN2Spec:
     dlrate:     float = None # Adam learning rate of D; None = lrate.
     d_joint:    bool = False # Dmain in one D pass over fakes and reals (StyleGAN2Loss d_joint_pass: same math, fewer calls).
     aux:        float = 0   # Conditional runs: weight of D's auxiliary classifier (AC-GAN cross-entropy; 0 = off).
+    mb_per_process: bool = False # mb and the learning rates are for one process: --gpus=N trains N * mb, lr * sqrt(N).
 
 stylegan2_specs = {
     'stylegan2': StyleGAN2Spec(ref_gpus=8, kimg=25000,  mb=32, mbstd=4,  fmaps=1,     lrate=0.002,  gamma=10,   ema=10,  ramp=None, map=8, cmax=512, zdim=512, pl=2, mix=0.9, darch='resnet'),
@@ -114,7 +115,7 @@ stylegan2_specs = {
     # G 0.0035 and D 0.006 (times sqrt(processes)), R1 gamma 1, ADA that reacts within 100 kimg, one minibatch-stddev
     # feature per channel, and in conditional runs stddev groups of one class each once the classes have separated
     # (after class_group_kimg) and D's auxiliary classifier (weight 0.5).
-    'small':     StyleGAN2Spec(ref_gpus=1, kimg=200,    mb=8,  mbstd=4,  fmaps=0.125, lrate=0.0035, gamma=1,    ema=10,  ramp=0.05, map=2, cmax=32,  zdim=128, pl=0, mix=0.9, darch='resnet', ada_kimg=100, mbstd_ch=0, class_groups=True, class_group_kimg=30, dlrate=0.006, d_joint=True, aux=0.5),
+    'small':     StyleGAN2Spec(ref_gpus=1, kimg=200,    mb=8,  mbstd=4,  fmaps=0.125, lrate=0.0035, gamma=1,    ema=10,  ramp=0.05, map=2, cmax=32,  zdim=128, pl=0, mix=0.9, darch='resnet', ada_kimg=100, mbstd_ch=0, class_groups=True, class_group_kimg=30, dlrate=0.006, d_joint=True, aux=0.5, mb_per_process=True),
 }
 
 stylegan2_descriptions = {
@@ -137,9 +138,17 @@ class StyleGAN2Preset(Preset):
         super().__init__(name, description)
         self._spec = spec
 
-    # The hyper-parameters of this preset at this resolution and process count.
+    # The hyper-parameters of this preset at this resolution and process count. A batch per process
+    # grows with the processes, the learning rates by sqrt(N) (Adam's square-root scaling rule,
+    # Malladi et al. 2022): on a CPU, where one process leaves most of a second core idle (small
+    # ops), N processes train more images per second.
     def spec(self, resolution, gpus):
-        return self._spec
+        s = self._spec
+        if not s.mb_per_process:
+            return s
+        scale = gpus ** 0.5
+        return dataclasses.replace(s, ref_gpus=gpus, mb=s.mb * gpus, lrate=s.lrate * scale,
+            dlrate=(None if s.dlrate is None else s.dlrate * scale))
 
     def config(self, resolution, gpus):
         spec = self.spec(resolution, gpus)
@@ -236,20 +245,8 @@ class AutoStyleGAN2Preset(StyleGAN2Preset):
             gamma=0.0002 * resolution ** 2 / mb, # Heuristic formula of the ADA paper.
             ema=mb * 10 / 32, ramp=0.05, map=2, cmax=512, zdim=512, pl=2, mix=0.9, darch='resnet')
 
-# A preset whose batch is per process: --gpus=N steps on N times the batch, with learning rates times
-# sqrt(N) (Adam's square-root scaling rule, Malladi et al. 2022). On a CPU, where one process leaves
-# most of a second core idle (small ops), N processes train more images per second.
-class PerProcessStyleGAN2Preset(StyleGAN2Preset):
-    def spec(self, resolution, gpus):
-        s, scale = self._spec, gpus ** 0.5
-        return dataclasses.replace(s, ref_gpus=gpus, mb=s.mb * gpus, lrate=s.lrate * scale,
-            dlrate=(None if s.dlrate is None else s.dlrate * scale))
-
-PER_PROCESS_BATCH = {'small'}
-
 register(AutoStyleGAN2Preset('auto', stylegan2_descriptions['auto']))
-register(*[(PerProcessStyleGAN2Preset if name in PER_PROCESS_BATCH else StyleGAN2Preset)(name, stylegan2_descriptions[name], spec)
-    for name, spec in stylegan2_specs.items()])
+register(*[StyleGAN2Preset(name, stylegan2_descriptions[name], spec) for name, spec in stylegan2_specs.items()])
 
 #----------------------------------------------------------------------------
 # The other families: each module registers its presets when imported.
