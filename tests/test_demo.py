@@ -110,6 +110,14 @@ def test_whole_demo_at_tiny_size(tmp_path, monkeypatch):
     assert PIL.Image.open(out / 'grid.png').size == (12 * 64, 10 * 64)
     assert PIL.Image.open(out / 'curve.png').size == (900, 260)
 
+# Two training processes where the machine has two cores or more, one on a one-core machine; the
+# default length follows (docs/demo.md's time budget).
+def test_processes_follow_the_cores(monkeypatch):
+    for cores, expected in [({0}, 1), ({0, 1}, 2), (set(range(16)), 2)]:
+        monkeypatch.setattr(demo.os, 'sched_getaffinity', lambda pid, cores=cores: cores, raising=False)
+        assert demo.default_processes() == expected
+    assert demo.DEMO_KIMG[1] < demo.DEMO_KIMG[2]
+
 # The demo trains with --cfg=small and no overrides: the preset carries the settings docs/demo.md chose.
 def test_small_preset_is_the_demo_recipe():
     from training import presets
