@@ -18,7 +18,8 @@ from training import network_files
 from training.inference import resolve_device
 
 #----------------------------------------------------------------------------
-# One process: compute and report each metric (rank 0 reports).
+# One process: compute and report each metric (rank 0 reports). With several, each is spawned by
+# launch.run_spawned_process, which joins and leaves the process group around it.
 
 def subprocess_fn(rank, args):
     device = torch.device('cuda', rank) if args.device.type == 'cuda' else args.device
@@ -33,20 +34,6 @@ def subprocess_fn(rank, args):
             num_gpus=args.num_gpus, rank=rank, device=device, progress=progress, max_items=args.max_items)
         if rank == 0:
             metric_main.report_metric(result_dict, run_dir=args.run_dir, snapshot_pkl=args.network_pkl)
-
-# One of several spawned processes: join the process group, compute, leave it, and end without Python's
-# finalization once done (launch.exit_finished_process: gloo's teardown race).
-def spawned_process_fn(rank, args, temp_dir):
-    launch.share_cpu_threads(args.device.type, args.num_gpus)
-    init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
-    backend = 'nccl' if args.device.type == 'cuda' else 'gloo'
-    torch.distributed.init_process_group(backend=backend, init_method=f'file://{init_file}', rank=rank, world_size=args.num_gpus)
-    try:
-        subprocess_fn(rank, args)
-        torch.distributed.barrier() # No process leaves while another still talks to it (gloo aborts that one).
-    finally:
-        torch.distributed.destroy_process_group()
-    launch.exit_finished_process()
 
 #----------------------------------------------------------------------------
 # Click callback: a comma-separated list of registered metric names.
@@ -182,7 +169,9 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, num_gpus, device, verb
             except (FileNotFoundError, ValueError) as err: # Missing detector, empty dataset, ...
                 raise click.ClickException(str(err)) from err
         else:
-            torch.multiprocessing.spawn(fn=spawned_process_fn, args=(args, temp_dir), nprocs=num_gpus)
+            init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
+            torch.multiprocessing.spawn(fn=launch.run_spawned_process, args=(num_gpus, args.device.type, init_file, subprocess_fn, args),
+                nprocs=num_gpus)
 
 #----------------------------------------------------------------------------
 

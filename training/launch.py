@@ -240,16 +240,22 @@ def _barrier():
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
 
-def _spawned_process(rank, c, init_file):
-    share_cpu_threads(c.device, c.num_gpus)
-    init_method = f'file://{init_file}'
-    torch.distributed.init_process_group(backend=_backend(c.device), init_method=init_method,
-        rank=rank, world_size=c.num_gpus)
+def run_spawned_process(rank, num_processes, device, init_file, fn, *args):
+    """One of `num_processes` processes of torch.multiprocessing.spawn on this machine: share the CPU
+    threads, join the process group (file:// rendezvous at `init_file`), run fn(rank, *args), wait for
+    the others, leave the group and end without Python's finalization (exit_finished_process)."""
+    share_cpu_threads(device, num_processes)
+    torch.distributed.init_process_group(backend=_backend(device), init_method=f'file://{init_file}',
+        rank=rank, world_size=num_processes)
     try:
-        _run_rank(rank, rank, c)
+        fn(rank, *args)
+        _barrier()
     finally:
         torch.distributed.destroy_process_group()
     exit_finished_process()
+
+def _spawned_training(rank, c):
+    _run_rank(rank, rank, c)
 
 def share_cpu_threads(device, num_processes):
     """Give each of `num_processes` CPU processes on this machine an equal share of torch's threads.
@@ -283,7 +289,8 @@ def launch_training(c, run_dir):
     with tempfile.TemporaryDirectory() as temp_dir:
         init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
         try:
-            torch.multiprocessing.spawn(fn=_spawned_process, args=(c, init_file), nprocs=c.num_gpus)
+            torch.multiprocessing.spawn(fn=run_spawned_process, args=(c.num_gpus, c.device, init_file, _spawned_training, c),
+                nprocs=c.num_gpus)
         except torch.multiprocessing.ProcessExitedException as e:
             if e.exit_code == DIVERGED_EXIT_CODE:
                 raise SystemExit(DIVERGED_EXIT_CODE) from None
