@@ -460,6 +460,20 @@ def test_double_backward_for_r1():
     g.square().sum().backward()
     assert bool(x.grad.isfinite().all()) and x.grad.abs().sum() > 0
 
+# The pipeline's convolutions (resampling, image filters) and their first and second derivatives run
+# on torch's native kernels: oneDNN would generate code for nearly every batch's new shapes.
+def test_no_onednn_convolution_in_any_pass():
+    from torch.profiler import profile, ProfilerActivity # pylint: disable=import-outside-toplevel
+    torch.manual_seed(14)
+    x = smooth_images(4, 3, 16).requires_grad_(True)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        y = make_pipe(**augpipe_specs['bgcf'])(x)
+        (g,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+        g.square().sum().backward()
+    kernels = {e.key for e in prof.key_averages() if e.key.startswith('aten::') and 'conv' in e.key}
+    assert kernels and 'aten::mkldnn_convolution' not in kernels, kernels
+    assert torch.backends.mkldnn.enabled
+
 #----------------------------------------------------------------------------
 # Randomness: reproducible under a seed, independent per image, debug_percentile fixed.
 

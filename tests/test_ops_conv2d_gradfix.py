@@ -247,3 +247,68 @@ def test_depthwise_transpose_bfloat16_gradients():
         grads.append((y.float(), dx.float(), ddx.float()))
     for ref, low in zip(*grads):
         torch.testing.assert_close(low, ref, rtol=5e-2, atol=5e-2 * ref.abs().max().item())
+
+#----------------------------------------------------------------------------
+# native_cpu_kernels(): the same values as F.conv2d / F.conv_transpose2d (float64, first and second
+# derivatives) without a oneDNN convolution, also in backward passes run after the context has closed.
+
+# Names of the convolution kernels the profiler saw while fn ran.
+def _conv_kernels(fn):
+    from torch.profiler import profile, ProfilerActivity # pylint: disable=import-outside-toplevel
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return {e.key for e in prof.key_averages() if 'conv' in e.key and e.key.startswith('aten::')}
+
+def _r1_like(conv, transpose, x, w, kw):
+    y = (conv2d_gradfix.conv_transpose2d if transpose else conv2d_gradfix.conv2d)(x, w, **kw)
+    dx, = torch.autograd.grad(y.square().sum(), [x], create_graph=True)
+    return y, dx
+
+@pytest.mark.parametrize('transpose,stride,groups,kernel', [
+    (False, (1, 1), 1, (3, 3)), (False, (2, 1), 3, (1, 12)), (True, (1, 2), 3, (1, 12)),
+    (True, (2, 1), 1, (12, 1)), (True, (2, 2), 1, (4, 4)), (True, (3, 2), 3, (5, 4)), (True, (2, 2), 1, (3, 3))])
+def test_native_cpu_kernels_match_torch(transpose, stride, groups, kernel):
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn([2, 3, 7, 15], generator=gen, dtype=torch.float64).requires_grad_(True)
+    w = torch.randn([3, 3 // groups, *kernel], generator=gen, dtype=torch.float64).requires_grad_(True)
+    kw = dict(stride=stride, padding=(1, 0), groups=groups)
+    ref_fn = F.conv_transpose2d if transpose else F.conv2d
+    y_ref = ref_fn(x, w, **kw)
+    dx_ref, = torch.autograd.grad(y_ref.square().sum(), [x], create_graph=True)
+    second_ref = torch.autograd.grad(dx_ref.square().sum(), [x, w])
+    with conv2d_gradfix.native_cpu_kernels():
+        y, dx = _r1_like(conv2d_gradfix, transpose, x, w, kw)
+    second = torch.autograd.grad(dx.square().sum(), [x, w]) # Outside the context: the recorded kernels.
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(dx, dx_ref, rtol=1e-12, atol=1e-12)
+    for a, r in zip(second, second_ref):
+        torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
+
+def test_native_cpu_kernels_avoid_onednn_in_every_pass():
+    x = torch.randn([4, 1, 20, 24]).requires_grad_(True)
+    w = torch.randn([1, 1, 1, 12])
+    def passes(native):
+        with conv2d_gradfix.native_cpu_kernels(native):
+            y = conv2d_gradfix.conv_transpose2d(x, w, stride=(1, 2), padding=(0, 5))
+            y = conv2d_gradfix.conv2d(y, w.transpose(2, 3), stride=(2, 1))
+        def backward_passes():
+            dx, = torch.autograd.grad(y.square().sum(), [x], create_graph=True)
+            dx.square().sum().backward()
+        return backward_passes
+    assert torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+    assert 'aten::mkldnn_convolution' in _conv_kernels(lambda: passes(False)())
+    kernels = _conv_kernels(lambda: passes(True)())
+    assert kernels and 'aten::mkldnn_convolution' not in kernels, kernels
+    forward = _conv_kernels(lambda: passes(True))
+    assert forward and 'aten::mkldnn_convolution' not in forward, forward
+    assert torch.backends.mkldnn.enabled # Restored after every call.
+
+def test_native_cpu_kernels_restore_onednn_after_errors():
+    with conv2d_gradfix.native_cpu_kernels(), pytest.raises(RuntimeError):
+        conv2d_gradfix.conv2d(torch.randn([1, 2, 3, 3]), torch.randn([2, 2, 5, 5])) # Kernel larger than the input.
+    assert torch.backends.mkldnn.enabled
+    with conv2d_gradfix.native_cpu_kernels():
+        with conv2d_gradfix.native_cpu_kernels(False):
+            assert not conv2d_gradfix._native_cpu_kernels.get() # pylint: disable=protected-access
+        assert conv2d_gradfix._native_cpu_kernels.get() # pylint: disable=protected-access
+    assert not conv2d_gradfix._native_cpu_kernels.get() # pylint: disable=protected-access

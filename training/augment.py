@@ -387,7 +387,13 @@ class AugmentPipe(torch.nn.Module):
         p = min(max(float(self.p), 0.0), 1.0)
         if p == 0:
             return images
-        s = _Sampler(N, images.device, debug_percentile)
+        # The image subsets and paddings change shape with every batch: oneDNN would generate code for
+        # almost every convolution (see conv2d_gradfix.native_cpu_kernels).
+        with conv2d_gradfix.native_cpu_kernels():
+            return self._augment(images, p, _Sampler(N, images.device, debug_percentile))
+
+    # The enabled groups of operations in the original's order.
+    def _augment(self, images, p, s):
         if max(self.xflip, self.rotate90, self.xint, self.scale, self.rotate, self.aniso, self.xfrac) > 0:
             images = self._geometric(images, p, s)
         if max(self.brightness, self.contrast, self.lumaflip, self.hue, self.saturation) > 0:

@@ -8,7 +8,7 @@ KNOWN_SOURCES = {
         classes=['StandingBatchNorm', 'Normalize2d', 'ConditionalBatchNorm2d', 'UnconditionalBatchNorm2d', 'VirtualBatchNorm1d', 'VirtualBatchNorm2d']),
     '0e807cf0db455faaae55d38e01f603daae0124842d2960e2bab1ad417bc24e5f': dict(release='gan-research 2026-11-29', path='torch_utils/spectral_norm.py', module='torch_utils.spectral_norm', family='BigGAN',
         classes=['SpectralNormConv2d', 'SpectralNormLinear', 'SpectralNormEmbedding']),
-    'cfa231f294795bfbef80b8bd0addff5b852fb0ae2a23ab59d627cd9491ec806d': dict(release='gan-research 2026-11-29', path='training/augment.py', module='training.augment', family='ADA AugmentPipe',
+    'e12f7d8164adfc666acda9dcfd63af2086ec21d65dfa571c1f0a42e20b4cd99c': dict(release='gan-research 2026-11-29', path='training/augment.py', module='training.augment', family='ADA AugmentPipe',
         classes=['AugmentPipe']),
     '104a3e517890c6463fb4837d9c254afdfa79bbf8bd804896356ba89a9dd87bbf': dict(release='gan-research 2026-11-29', path='training/networks_biggan.py', module='training.networks_biggan', family='BigGAN',
         classes=['OneHotEmbedding', 'SelfAttention', 'GeneratorBlock', 'DiscriminatorBlock', 'Generator', 'Discriminator']),

@@ -20,6 +20,9 @@ import torch.nn.functional as F
 
 _weight_gradients_disabled = contextvars.ContextVar('conv2d_gradfix_weight_gradients_disabled', default=False)
 
+# Context-local switch: True = CPU convolutions started here use torch's native kernels, not oneDNN.
+_native_cpu_kernels = contextvars.ContextVar('conv2d_gradfix_native_cpu_kernels', default=False)
+
 #----------------------------------------------------------------------------
 # Context manager inside which the backward pass of these convolutions skips the weight.
 
@@ -55,6 +58,43 @@ def weight_gradients_disabled():
     return _weight_gradients_disabled.get()
 
 #----------------------------------------------------------------------------
+# Context manager inside which CPU convolutions run on torch's native kernels instead of oneDNN.
+
+@contextlib.contextmanager
+def native_cpu_kernels(enable=True):
+    """Run the CPU convolutions started in this context on torch's native kernels, not oneDNN.
+
+    oneDNN generates machine code for every new combination of shapes (0.5-2 ms each, cached
+    per shape) and then runs fast; the native kernels (im2col and a matrix product) need no
+    set-up. A caller whose shapes change from call to call with little work per call, such as
+    the augmentation pipeline (a random subset of the images, padding set by the random
+    transforms), pays oneDNN's set-up on almost every call. The choice is recorded with each
+    convolution, so its backward passes (first and second order) use the same kernels wherever
+    they run. Values agree with oneDNN's to rounding (another summation order), not bit for bit.
+
+    Args:
+        enable: True to use the native kernels, False to use the default ones (for nesting).
+
+    Returns:
+        A context manager; nothing is bound by `with ... as`.
+    """
+    token = _native_cpu_kernels.set(bool(enable))
+    try:
+        yield
+    finally:
+        _native_cpu_kernels.reset(token)
+
+# Runs fn(*args) with oneDNN switched off when the parameters p say so (the switch is process-wide).
+def _with_kernels(p, fn, *args):
+    if not p.native or not torch.backends.mkldnn.enabled:
+        return fn(*args)
+    torch.backends.mkldnn.enabled = False
+    try:
+        return fn(*args)
+    finally:
+        torch.backends.mkldnn.enabled = True
+
+#----------------------------------------------------------------------------
 # 2D convolution (correlation), same arguments and result as F.conv2d.
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -74,7 +114,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """
     params = _conv_params(input, weight, stride, padding, dilation, groups, output_padding=0, transpose=False)
     if not _needs_autograd(input, weight, bias):
-        return F.conv2d(input, weight, bias, params.stride, params.padding, params.dilation, groups)
+        return _conv2d_forward(input, weight, bias, params)
     return _Conv2d.apply(input, weight, bias, params)
 
 #----------------------------------------------------------------------------
@@ -105,14 +145,15 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
 # Normalised convolution parameters, passed to the autograd functions.
 
 class _ConvParams:
-    __slots__ = ('stride', 'padding', 'dilation', 'groups', 'output_padding')
+    __slots__ = ('stride', 'padding', 'dilation', 'groups', 'output_padding', 'native')
 
-    def __init__(self, stride, padding, dilation, groups, output_padding):
+    def __init__(self, stride, padding, dilation, groups, output_padding, native=False):
         self.stride = stride                    # (sy, sx)
         self.padding = padding                  # (py, px)
         self.dilation = dilation                # (dy, dx)
         self.groups = groups                    # number of channel groups
         self.output_padding = output_padding    # (oy, ox), transposed convolution only
+        self.native = native                    # CPU: torch's native kernels instead of oneDNN
 
 #----------------------------------------------------------------------------
 # Normalise an int-or-pair argument to a pair of ints.
@@ -142,7 +183,8 @@ def _conv_params(input, weight, stride, padding, dilation, groups, output_paddin
     stride = _pair(stride, 'stride', 1)
     dilation = _pair(dilation, 'dilation', 1)
     output_padding = _pair(output_padding, 'output_padding', 0)
-    return _ConvParams(stride, _pair(padding, 'padding', 0), dilation, groups, output_padding)
+    native = _native_cpu_kernels.get() and input.device.type == 'cpu'
+    return _ConvParams(stride, _pair(padding, 'padding', 0), dilation, groups, output_padding, native)
 
 #----------------------------------------------------------------------------
 # Whether any argument takes part in autograd (otherwise the plain op is enough).
@@ -165,10 +207,15 @@ class _Conv2d(torch.autograd.Function):
         ctx.p = p
         ctx.input_shape = input.shape
         ctx.save_for_backward(input if weight.requires_grad else None, weight)
-        return F.conv2d(input, weight, bias, p.stride, p.padding, p.dilation, p.groups)
+        return _conv2d_forward(input, weight, bias, p)
 
     @staticmethod
     def backward(ctx, grad_output):
+        with native_cpu_kernels(ctx.p.native): # The forward pass's kernels, for this pass and the next order.
+            return _Conv2d._gradients(ctx, grad_output)
+
+    @staticmethod
+    def _gradients(ctx, grad_output):
         input, weight = ctx.saved_tensors
         p = ctx.p
         grad_input = grad_weight = grad_bias = None
@@ -181,7 +228,7 @@ class _Conv2d(torch.autograd.Function):
 
         # Weight and bias gradients, unless skipped by no_weight_gradients().
         if ctx.needs_input_grad[1] and not weight_gradients_disabled():
-            grad_weight = torch.nn.grad.conv2d_weight(input, weight.shape, grad_output, p.stride, p.padding, p.dilation, p.groups)
+            grad_weight = _with_kernels(p, torch.nn.grad.conv2d_weight, input, weight.shape, grad_output, p.stride, p.padding, p.dilation, p.groups)
         if ctx.needs_input_grad[2]:
             grad_bias = grad_output.sum(dim=[0, 2, 3])
         return grad_input, grad_weight, grad_bias, None
@@ -193,16 +240,24 @@ def _conv_transpose_output_size(size, kernel, p, output_padding):
     return tuple((size[i] - 1) * p.stride[i] - 2 * p.padding[i] + p.dilation[i] * (kernel[i] - 1) + 1 + output_padding[i] for i in range(2))
 
 #----------------------------------------------------------------------------
-# The values of F.conv_transpose2d. A strided depthwise one in reduced precision on the CPU (the
-# up-sampling filters, and the input gradient of strided depthwise convolutions) runs by phases:
-# torch's CPU kernel for that case is 10-50x slower than depthwise conv2d in bfloat16.
+# The values of F.conv2d, on the kernels p asks for.
+
+def _conv2d_forward(input, weight, bias, p):
+    return _with_kernels(p, F.conv2d, input, weight, bias, p.stride, p.padding, p.dilation, p.groups)
+
+#----------------------------------------------------------------------------
+# The values of F.conv_transpose2d. A strided depthwise one on the CPU (the up-sampling filters, and
+# the input gradient of strided depthwise convolutions) runs by phases in reduced precision, where
+# torch's CPU kernel for that case is 10-50x slower than depthwise conv2d in bfloat16, and on the
+# native kernels, whose transposed convolution (matrix product, then col2im) is 5-20x slower than
+# their conv2d for one-channel images.
 
 def _conv_transpose2d_forward(input, weight, bias, p):
     depthwise = (p.groups == input.shape[1] == weight.shape[0] and weight.shape[1] == 1)
-    reduced = input.dtype not in (torch.float32, torch.float64)
-    if input.device.type == 'cpu' and reduced and depthwise and p.dilation == (1, 1) and p.stride != (1, 1):
+    by_phases = p.native or input.dtype not in (torch.float32, torch.float64)
+    if input.device.type == 'cpu' and by_phases and depthwise and p.dilation == (1, 1) and p.stride != (1, 1):
         return _depthwise_transpose_polyphase(input, weight, bias, p)
-    return F.conv_transpose2d(input, weight, bias, p.stride, p.padding, p.output_padding, p.groups, p.dilation)
+    return _with_kernels(p, F.conv_transpose2d, input, weight, bias, p.stride, p.padding, p.output_padding, p.groups, p.dilation)
 
 #----------------------------------------------------------------------------
 # Depthwise transposed convolution by phases. Per axis, with stride s and k taps: output pixel
@@ -222,17 +277,21 @@ def _depthwise_transpose_polyphase(x, w, bias, p):
     taps = F.pad(w, [0, ex * sx - kw, 0, ey * sy - kh]).flip([2, 3])  # [C1hw], phases reversed too.
     x = F.pad(x, [ex - 1, ex - 1, ey - 1, ey - 1])
     full_h, full_w = (h + ey - 1) * sy, (w_in + ex - 1) * sx
-    if c == 1 and sy == sx:
-        # One channel (images): all phases as the output channels of one convolution, [N, s*s, H', W'],
-        # then interleaved by pixel_shuffle (channel ry * s + rx goes to pixel (ry, rx) of each s x s cell).
+    if c == 1:
+        # One channel (images): all phases as the output channels of one convolution, [N, sy*sx, H', W'],
+        # then interleaved (channel ry * sx + rx goes to pixel (ry, rx) of each sy x sx cell).
         phase_taps = taps.reshape(1, ey, sy, ex, sx).flip([2, 4]).permute(2, 4, 0, 1, 3).reshape(sy * sx, 1, ey, ex)
-        y = F.pixel_shuffle(F.conv2d(x, phase_taps), sy)
+        y = _with_kernels(p, F.conv2d, x, phase_taps)
+        if sy == sx:
+            y = F.pixel_shuffle(y, sy)
+        else:
+            y = y.reshape(n, sy, sx, h + ey - 1, w_in + ex - 1).permute(0, 3, 1, 4, 2).reshape(n, 1, full_h, full_w)
     else:
         y = torch.empty([n, c, full_h, full_w], dtype=x.dtype, device=x.device, memory_format=memory_format)
         for ry in range(sy):
             for rx in range(sx):
                 phase_taps = taps[:, :, sy - 1 - ry :: sy, sx - 1 - rx :: sx]  # [C1ee], flipped taps of phase (ry, rx).
-                y[:, :, ry::sy, rx::sx] = F.conv2d(x, phase_taps, groups=c)
+                y[:, :, ry::sy, rx::sx] = _with_kernels(p, F.conv2d, x, phase_taps, None, 1, 0, 1, c)
 
     # Remove the padding (and add output_padding) from the full result.
     out_h, out_w = (h - 1) * sy - 2 * py + kh + oy, (w_in - 1) * sx - 2 * px + kw + ox
@@ -257,6 +316,11 @@ class _ConvTranspose2d(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
+        with native_cpu_kernels(ctx.p.native): # The forward pass's kernels, for this pass and the next order.
+            return _ConvTranspose2d._gradients(ctx, grad_output)
+
+    @staticmethod
+    def _gradients(ctx, grad_output):
         input, weight = ctx.saved_tensors
         p = ctx.p
         grad_input = grad_weight = grad_bias = None
@@ -272,7 +336,7 @@ class _ConvTranspose2d(torch.autograd.Function):
             out_h, out_w = _conv_output_size(grad_output.shape[2:], weight.shape[2:], p)
             if (out_h, out_w) != (in_h, in_w):
                 input = F.pad(input, [0, out_w - in_w, 0, out_h - in_h])
-            grad_weight = torch.nn.grad.conv2d_weight(grad_output, weight.shape, input, p.stride, p.padding, p.dilation, p.groups)
+            grad_weight = _with_kernels(p, torch.nn.grad.conv2d_weight, grad_output, weight.shape, input, p.stride, p.padding, p.dilation, p.groups)
         if ctx.needs_input_grad[2]:
             grad_bias = grad_output.sum(dim=[0, 2, 3])
         return grad_input, grad_weight, grad_bias, None
