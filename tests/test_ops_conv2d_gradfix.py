@@ -266,7 +266,8 @@ def _r1_like(conv, transpose, x, w, kw):
 
 @pytest.mark.parametrize('transpose,stride,groups,kernel', [
     (False, (1, 1), 1, (3, 3)), (False, (2, 1), 3, (1, 12)), (True, (1, 2), 3, (1, 12)),
-    (True, (2, 1), 1, (12, 1)), (True, (2, 2), 1, (4, 4)), (True, (3, 2), 3, (5, 4)), (True, (2, 2), 1, (3, 3))])
+    (True, (2, 1), 1, (12, 1)), (True, (2, 2), 1, (4, 4)), (True, (3, 2), 3, (5, 4)), (True, (2, 2), 1, (3, 3)),
+    (True, (1, 1), 3, (3, 5))])
 def test_native_cpu_kernels_match_torch(transpose, stride, groups, kernel):
     gen = torch.Generator().manual_seed(11)
     x = torch.randn([2, 3, 7, 15], generator=gen, dtype=torch.float64).requires_grad_(True)
@@ -312,3 +313,19 @@ def test_native_cpu_kernels_restore_onednn_after_errors():
             assert not conv2d_gradfix._native_cpu_kernels.get() # pylint: disable=protected-access
         assert conv2d_gradfix._native_cpu_kernels.get() # pylint: disable=protected-access
     assert not conv2d_gradfix._native_cpu_kernels.get() # pylint: disable=protected-access
+
+# One-channel images whose strides look channels-last (crops and pads of them give such strides) are
+# handed to the native kernels with NCHW strides, same memory: those kernels' channels-last path is
+# 3-15x slower for them. Values and gradients stay those of F.conv2d.
+def test_native_cpu_kernels_one_channel_strides():
+    base = torch.randn([3, 9, 11, 1], dtype=torch.float64).permute(0, 3, 1, 2) # [N, 1, H, W], stride 1 on C.
+    assert base.stride(1) == 1
+    plain = conv2d_gradfix._plain_strides(base) # pylint: disable=protected-access
+    assert plain.stride() == (99, 99, 11, 1) and plain.data_ptr() == base.data_ptr() and torch.equal(plain, base)
+    x = base.detach().requires_grad_(True)
+    w = torch.randn([2, 1, 1, 6], dtype=torch.float64)
+    with conv2d_gradfix.native_cpu_kernels():
+        y = conv2d_gradfix.conv2d(x, w, stride=(1, 2))
+    y_ref = F.conv2d(x, w, stride=(1, 2))
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(torch.autograd.grad(y.sum(), x)[0], torch.autograd.grad(y_ref.sum(), x)[0], rtol=1e-12, atol=1e-12)

@@ -86,13 +86,24 @@ def native_cpu_kernels(enable=True):
 
 # Runs fn(*args) with oneDNN switched off when the parameters p say so (the switch is process-wide).
 def _with_kernels(p, fn, *args):
-    if not p.native or not torch.backends.mkldnn.enabled:
+    if not p.native:
+        return fn(*args)
+    args = [_plain_strides(a) for a in args]
+    if not torch.backends.mkldnn.enabled:
         return fn(*args)
     torch.backends.mkldnn.enabled = False
     try:
         return fn(*args)
     finally:
         torch.backends.mkldnn.enabled = True
+
+# A one-channel [N, 1, H, W] tensor whose strides look channels-last (stride 1 on the channel axis, as
+# crops and pads of such tensors give) as the same memory with NCHW strides: the native kernels take
+# the channels-last path for it, 3-15x slower at these sizes.
+def _plain_strides(t):
+    if isinstance(t, torch.Tensor) and t.ndim == 4 and t.shape[1] == 1 and t.stride(1) != t.shape[2] * t.shape[3]:
+        return t.reshape(t.shape[0], t.shape[2], t.shape[3]).unsqueeze(1)
+    return t
 
 #----------------------------------------------------------------------------
 # 2D convolution (correlation), same arguments and result as F.conv2d.
@@ -254,8 +265,8 @@ def _conv2d_forward(input, weight, bias, p):
 
 def _conv_transpose2d_forward(input, weight, bias, p):
     depthwise = (p.groups == input.shape[1] == weight.shape[0] and weight.shape[1] == 1)
-    by_phases = p.native or input.dtype not in (torch.float32, torch.float64)
-    if input.device.type == 'cpu' and by_phases and depthwise and p.dilation == (1, 1) and p.stride != (1, 1):
+    by_phases = p.native or (input.dtype not in (torch.float32, torch.float64) and p.stride != (1, 1))
+    if input.device.type == 'cpu' and by_phases and depthwise and p.dilation == (1, 1):
         return _depthwise_transpose_polyphase(input, weight, bias, p)
     return _with_kernels(p, F.conv_transpose2d, input, weight, bias, p.stride, p.padding, p.output_padding, p.groups, p.dilation)
 
@@ -280,7 +291,7 @@ def _depthwise_transpose_polyphase(x, w, bias, p):
     if c == 1:
         # One channel (images): all phases as the output channels of one convolution, [N, sy*sx, H', W'],
         # then interleaved (channel ry * sx + rx goes to pixel (ry, rx) of each sy x sx cell).
-        phase_taps = taps.reshape(1, ey, sy, ex, sx).flip([2, 4]).permute(2, 4, 0, 1, 3).reshape(sy * sx, 1, ey, ex)
+        phase_taps = taps.reshape(1, ey, sy, ex, sx).flip([2, 4]).permute(2, 4, 0, 1, 3).reshape(sy * sx, 1, ey, ex).contiguous()
         y = _with_kernels(p, F.conv2d, x, phase_taps)
         if sy == sx:
             y = F.pixel_shuffle(y, sy)
