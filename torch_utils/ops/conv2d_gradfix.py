@@ -260,8 +260,8 @@ def _conv2d_forward(input, weight, bias, p):
 # The values of F.conv_transpose2d. A strided depthwise one on the CPU (the up-sampling filters, and
 # the input gradient of strided depthwise convolutions) runs by phases in reduced precision, where
 # torch's CPU kernel for that case is 10-50x slower than depthwise conv2d in bfloat16, and on the
-# native kernels, whose transposed convolution (matrix product, then col2im) is 5-20x slower than
-# their conv2d for one-channel images.
+# native kernels at any stride (stride 1: one conv2d with the flipped taps), whose transposed
+# convolution (matrix product, then col2im) is 5-20x slower than their conv2d for one-channel images.
 
 def _conv_transpose2d_forward(input, weight, bias, p):
     depthwise = (p.groups == input.shape[1] == weight.shape[0] and weight.shape[1] == 1)
