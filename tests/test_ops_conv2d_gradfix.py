@@ -249,8 +249,9 @@ def test_depthwise_transpose_bfloat16_gradients():
         torch.testing.assert_close(low, ref, rtol=5e-2, atol=5e-2 * ref.abs().max().item())
 
 #----------------------------------------------------------------------------
-# native_cpu_kernels(): the same values as F.conv2d / F.conv_transpose2d (float64, first and second
-# derivatives) without a oneDNN convolution, also in backward passes run after the context has closed.
+# native_cpu_kernels(): convolutions of one-channel inputs give the values of F.conv2d /
+# F.conv_transpose2d (float64, first and second derivatives) without a oneDNN convolution, also in
+# backward passes run after the context has closed; convolutions of several channels stay on oneDNN.
 
 # Names of the convolution kernels the profiler saw while fn ran.
 def _conv_kernels(fn):
@@ -259,26 +260,23 @@ def _conv_kernels(fn):
         fn()
     return {e.key for e in prof.key_averages() if 'conv' in e.key and e.key.startswith('aten::')}
 
-def _r1_like(conv, transpose, x, w, kw):
-    y = (conv2d_gradfix.conv_transpose2d if transpose else conv2d_gradfix.conv2d)(x, w, **kw)
-    dx, = torch.autograd.grad(y.square().sum(), [x], create_graph=True)
-    return y, dx
-
-@pytest.mark.parametrize('transpose,stride,groups,kernel', [
-    (False, (1, 1), 1, (3, 3)), (False, (2, 1), 3, (1, 12)), (True, (1, 2), 3, (1, 12)),
-    (True, (2, 1), 1, (12, 1)), (True, (2, 2), 1, (4, 4)), (True, (3, 2), 3, (5, 4)), (True, (2, 2), 1, (3, 3)),
-    (True, (1, 1), 3, (3, 5))])
-def test_native_cpu_kernels_match_torch(transpose, stride, groups, kernel):
+@pytest.mark.parametrize('transpose,stride,out_channels,kernel', [
+    (False, (1, 1), 1, (3, 3)), (False, (2, 1), 2, (1, 12)), (True, (1, 2), 2, (1, 12)),
+    (True, (2, 1), 1, (12, 1)), (True, (2, 2), 1, (4, 4)), (True, (3, 2), 2, (5, 4)), (True, (2, 2), 1, (3, 3)),
+    (True, (1, 1), 1, (3, 5))])
+def test_native_cpu_kernels_match_torch(transpose, stride, out_channels, kernel):
     gen = torch.Generator().manual_seed(11)
-    x = torch.randn([2, 3, 7, 15], generator=gen, dtype=torch.float64).requires_grad_(True)
-    w = torch.randn([3, 3 // groups, *kernel], generator=gen, dtype=torch.float64).requires_grad_(True)
-    kw = dict(stride=stride, padding=(1, 0), groups=groups)
-    ref_fn = F.conv_transpose2d if transpose else F.conv2d
+    x = torch.randn([2, 1, 7, 15], generator=gen, dtype=torch.float64).requires_grad_(True)
+    w_shape = [1, out_channels, *kernel] if transpose else [out_channels, 1, *kernel]
+    w = torch.randn(w_shape, generator=gen, dtype=torch.float64).requires_grad_(True)
+    kw = dict(stride=stride, padding=(1, 0))
+    ref_fn, fn = (F.conv_transpose2d, conv2d_gradfix.conv_transpose2d) if transpose else (F.conv2d, conv2d_gradfix.conv2d)
     y_ref = ref_fn(x, w, **kw)
     dx_ref, = torch.autograd.grad(y_ref.square().sum(), [x], create_graph=True)
     second_ref = torch.autograd.grad(dx_ref.square().sum(), [x, w])
     with conv2d_gradfix.native_cpu_kernels():
-        y, dx = _r1_like(conv2d_gradfix, transpose, x, w, kw)
+        y = fn(x, w, **kw)
+        dx, = torch.autograd.grad(y.square().sum(), [x], create_graph=True)
     second = torch.autograd.grad(dx.square().sum(), [x, w]) # Outside the context: the recorded kernels.
     torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(dx, dx_ref, rtol=1e-12, atol=1e-12)
@@ -303,6 +301,15 @@ def test_native_cpu_kernels_avoid_onednn_in_every_pass():
     forward = _conv_kernels(lambda: passes(True))
     assert forward and 'aten::mkldnn_convolution' not in forward, forward
     assert torch.backends.mkldnn.enabled # Restored after every call.
+
+# Several channels (RGB images: oneDNN's depthwise kernel) stay on oneDNN inside the context.
+@pytest.mark.parametrize('channels,groups', [(3, 3), (3, 1), (2, 2)])
+def test_native_cpu_kernels_leave_several_channels_to_onednn(channels, groups):
+    x = torch.randn([4, channels, 20, 24])
+    w = torch.randn([channels, channels // groups, 3, 3])
+    with conv2d_gradfix.native_cpu_kernels():
+        kernels = _conv_kernels(lambda: conv2d_gradfix.conv2d(x, w, padding=1, groups=groups))
+    assert 'aten::mkldnn_convolution' in kernels, kernels
 
 def test_native_cpu_kernels_restore_onednn_after_errors():
     with conv2d_gradfix.native_cpu_kernels(), pytest.raises(RuntimeError):

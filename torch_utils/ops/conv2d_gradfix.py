@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 _weight_gradients_disabled = contextvars.ContextVar('conv2d_gradfix_weight_gradients_disabled', default=False)
 
-# Context-local switch: True = CPU convolutions started here use torch's native kernels, not oneDNN.
+# Context-local switch: True = CPU convolutions of one-channel inputs use torch's native kernels, not oneDNN.
 _native_cpu_kernels = contextvars.ContextVar('conv2d_gradfix_native_cpu_kernels', default=False)
 
 #----------------------------------------------------------------------------
@@ -58,19 +58,21 @@ def weight_gradients_disabled():
     return _weight_gradients_disabled.get()
 
 #----------------------------------------------------------------------------
-# Context manager inside which CPU convolutions run on torch's native kernels instead of oneDNN.
+# Context manager inside which CPU convolutions of one-channel inputs run on torch's native kernels.
 
 @contextlib.contextmanager
 def native_cpu_kernels(enable=True):
-    """Run the CPU convolutions started in this context on torch's native kernels, not oneDNN.
+    """Run the CPU convolutions of one-channel inputs started here on torch's native kernels.
 
-    oneDNN generates machine code for every new combination of shapes (0.5-2 ms each, cached
-    per shape) and then runs fast; the native kernels (im2col and a matrix product) need no
-    set-up. A caller whose shapes change from call to call with little work per call, such as
-    the augmentation pipeline (a random subset of the images, padding set by the random
-    transforms), pays oneDNN's set-up on almost every call. The choice is recorded with each
-    convolution, so its backward passes (first and second order) use the same kernels wherever
-    they run. Values agree with oneDNN's to rounding (another summation order), not bit for bit.
+    oneDNN computes a convolution whose input has one channel (and no groups) with its general
+    kernel, made for many channels: about 1 GMAC/s at the sizes of one-channel images, plus code
+    generation for every new combination of shapes (cached per shape). The native kernels (im2col
+    and a matrix product) run them 3-10x faster. The augmentation pipeline's resampling of greyscale
+    images is such a caller, with shapes that change every batch (a random subset of the images,
+    padding set by the random transforms). Several channels (RGB images: oneDNN's depthwise kernel)
+    stay on oneDNN, which is faster there. The choice is recorded with each convolution, and its
+    backward passes (first and second order) run inside the same setting wherever they run. Values
+    agree with oneDNN's to rounding (another summation order), not bit for bit.
 
     Args:
         enable: True to use the native kernels, False to use the default ones (for nesting).
@@ -194,7 +196,7 @@ def _conv_params(input, weight, stride, padding, dilation, groups, output_paddin
     stride = _pair(stride, 'stride', 1)
     dilation = _pair(dilation, 'dilation', 1)
     output_padding = _pair(output_padding, 'output_padding', 0)
-    native = _native_cpu_kernels.get() and input.device.type == 'cpu'
+    native = _native_cpu_kernels.get() and input.device.type == 'cpu' and groups == 1 and input.shape[1] == 1
     return _ConvParams(stride, _pair(padding, 'padding', 0), dilation, groups, output_padding, native)
 
 #----------------------------------------------------------------------------
