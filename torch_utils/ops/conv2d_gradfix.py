@@ -24,9 +24,19 @@ _weight_gradients_disabled = contextvars.ContextVar('conv2d_gradfix_weight_gradi
 _native_cpu_kernels = contextvars.ContextVar('conv2d_gradfix_native_cpu_kernels', default=False)
 
 #----------------------------------------------------------------------------
-# Context manager inside which the backward pass of these convolutions skips the weight.
+# A context-local switch set to `value` for a with block; restored on exit, also on errors.
 
 @contextlib.contextmanager
+def _switched(var, value):
+    token = var.set(bool(value))
+    try:
+        yield
+    finally:
+        var.reset(token)
+
+#----------------------------------------------------------------------------
+# Context manager inside which the backward pass of these convolutions skips the weight.
+
 def no_weight_gradients(disable=True):
     """Skip weight gradients of `conv2d` / `conv_transpose2d` backward passes in this context.
 
@@ -40,11 +50,7 @@ def no_weight_gradients(disable=True):
     Returns:
         A context manager; nothing is bound by `with ... as`.
     """
-    token = _weight_gradients_disabled.set(bool(disable))
-    try:
-        yield
-    finally:
-        _weight_gradients_disabled.reset(token)
+    return _switched(_weight_gradients_disabled, disable)
 
 #----------------------------------------------------------------------------
 # Whether weight gradients are currently skipped.
@@ -60,7 +66,6 @@ def weight_gradients_disabled():
 #----------------------------------------------------------------------------
 # Context manager inside which CPU convolutions of one-channel inputs run on torch's native kernels.
 
-@contextlib.contextmanager
 def native_cpu_kernels(enable=True):
     """Run the CPU convolutions of one-channel inputs started here on torch's native kernels.
 
@@ -80,11 +85,7 @@ def native_cpu_kernels(enable=True):
     Returns:
         A context manager; nothing is bound by `with ... as`.
     """
-    token = _native_cpu_kernels.set(bool(enable))
-    try:
-        yield
-    finally:
-        _native_cpu_kernels.reset(token)
+    return _switched(_native_cpu_kernels, enable)
 
 # Runs fn(*args) with oneDNN switched off when the parameters p say so (the switch is process-wide).
 def _with_kernels(p, fn, *args):
