@@ -95,7 +95,14 @@ def design_filter_bank(h=SYM2_LOWPASS, num_bands=4):
 # Batched matrices from per-image entries: rows of python numbers or [N] tensors.
 
 def _matrix(rows, ref):
-    elems = [x if isinstance(x, torch.Tensor) else torch.full_like(ref, x) for row in rows for x in row]
+    constants = {} # One [N] tensor per distinct constant (most entries are 0 or 1).
+    def entry(x):
+        if isinstance(x, torch.Tensor):
+            return x
+        if x not in constants:
+            constants[x] = torch.full_like(ref, x)
+        return constants[x]
+    elems = [entry(x) for row in rows for x in row]
     return torch.stack(elems, dim=-1).reshape(ref.shape + (len(rows), len(rows[0])))
 
 # 2-D translation.
