@@ -294,7 +294,7 @@ def _depthwise_transpose_polyphase(x, w, bias, p):
     if c == 1:
         # One channel (images): all phases as the output channels of one convolution, [N, sy*sx, H', W'],
         # then interleaved (channel ry * sx + rx goes to pixel (ry, rx) of each sy x sx cell).
-        phase_taps = taps.reshape(1, ey, sy, ex, sx).flip([2, 4]).permute(2, 4, 0, 1, 3).reshape(sy * sx, 1, ey, ex).contiguous()
+        phase_taps = taps.reshape(1, ey, sy, ex, sx).flip([2, 4]).permute(2, 4, 0, 1, 3).reshape(sy * sx, 1, ey, ex)
         y = _with_kernels(p, F.conv2d, x, phase_taps)
         if sy == sx:
             y = F.pixel_shuffle(y, sy)
@@ -305,7 +305,7 @@ def _depthwise_transpose_polyphase(x, w, bias, p):
         for ry in range(sy):
             for rx in range(sx):
                 phase_taps = taps[:, :, sy - 1 - ry :: sy, sx - 1 - rx :: sx]  # [C1ee], flipped taps of phase (ry, rx).
-                y[:, :, ry::sy, rx::sx] = _with_kernels(p, F.conv2d, x, phase_taps, None, 1, 0, 1, c)
+                y[:, :, ry::sy, rx::sx] = F.conv2d(x, phase_taps, groups=c) # Several channels: never native.
 
     # Remove the padding (and add output_padding) from the full result.
     out_h, out_w = (h - 1) * sy - 2 * py + kh + oy, (w_in - 1) * sx - 2 * px + kw + ox
