@@ -2,6 +2,7 @@
 # a simulated GPU machine whose plugins fail to build.
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -25,6 +26,9 @@ def test_doctor_command():
     assert torch.__version__ in proc.stdout
     if not torch.cuda.is_available():
         assert 'No GPU' in proc.stdout and 'reference PyTorch path' in proc.stdout
+    assert 'CPU kernels' in proc.stdout
+    if shutil.which(os.environ.get('CC') or 'cc') and os.environ.get('TORCH_UTILS_CPU_KERNELS') != '0':
+        assert 'CPU kernels' in proc.stdout and '  ok (ready in' in proc.stdout.split('CPU kernels')[1]
 
 #----------------------------------------------------------------------------
 # --help works (click command).

@@ -1,8 +1,8 @@
 # Diagnostics of the CUDA ops: python -m torch_utils.doctor
 #
 # Prints the versions the CUDA plugins depend on (torch, CUDA, GPUs, C++ compiler, ninja,
-# nvcc), builds and loads each plugin when a GPU is present and compares it with the
-# reference path on small inputs. Exit code 0 when nothing is broken (a machine without
+# nvcc) and whether the CPU kernels load, builds and loads each CUDA plugin when a GPU is
+# present and compares it with the reference path on small inputs. Exit code 0 when nothing is broken (a machine without
 # a GPU is not broken: the ops use the reference path there). See docs/cuda.md.
 
 import platform
@@ -14,6 +14,7 @@ import torch
 
 from torch_utils import custom_ops
 from torch_utils.ops import bias_act
+from torch_utils.ops import cpu_kernels
 from torch_utils.ops import filtered_lrelu
 from torch_utils.ops import upfirdn2d
 
@@ -37,6 +38,18 @@ def environment_rows():
         ('CUDA_HOME (torch)', tools['cuda_home'] or 'not set / not found'),
         ('build root', custom_ops.get_build_root())]
     return rows
+
+#----------------------------------------------------------------------------
+# One line on the CPU kernels (a missing or failing build leaves the PyTorch path: not broken).
+
+def cpu_kernel_state(build):
+    if not build:
+        return 'not checked (--no-build)'
+    start = time.time()
+    state = cpu_kernels.status()
+    return {'loaded': f'ok (ready in {time.time() - start:.1f} s)',
+        'off': f'off ({cpu_kernels.ENV}=0): PyTorch path',
+        'no compiler': 'no C compiler found (cc, or $CC): PyTorch path, slower'}.get(state, f'{state}; PyTorch path, slower')
 
 #----------------------------------------------------------------------------
 # Builds/loads each plugin; returns {name: error text or None}.
@@ -105,9 +118,12 @@ def run_doctor(echo=print, build=True):
     for label, value in environment_rows():
         echo(f'  {label:18s} {value}')
     echo('')
+    echo('CPU kernels (bias_act on float32 / bfloat16 CPU tensors, built with the C compiler; docs/ops.md)')
+    echo(f'  {cpu_kernel_state(build)}')
+    echo('')
     if not torch.cuda.is_available():
-        echo('No GPU: the CUDA plugins are not built here, and bias_act and upfirdn2d (and the ops')
-        echo('built on them) use the reference PyTorch path. Nothing is broken.')
+        echo('No GPU: the CUDA plugins are not built here; upfirdn2d (and the ops built on it) uses')
+        echo('the reference PyTorch path, bias_act the CPU kernels above. Nothing is broken.')
         return 0
     if not build:
         echo('Plugins not checked (--no-build).')

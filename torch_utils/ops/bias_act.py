@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from dnnlib import EasyDict
 from torch_utils import custom_ops
+from torch_utils.ops import cpu_kernels
 
 #----------------------------------------------------------------------------
 # Activation functions by name. func(x, alpha) is the plain activation; def_alpha and
@@ -134,11 +135,16 @@ def _bias_act_fused(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp
     if b is None and act == 'linear' and gain == 1 and clamp < 0:
         return x
     if not torch.is_grad_enabled() or not (x.requires_grad or (b is not None and b.requires_grad)):
-        return _fused_forward(x, b, act, alpha, gain, clamp, inplace)
-    return _BiasActFused.apply(x, b, act, alpha, gain, clamp, inplace)
+        return _fused_forward(x, b, dim, act, alpha, gain, clamp, inplace)
+    return _BiasActFused.apply(x, b, dim, act, alpha, gain, clamp, inplace)
 
-# y = clamp(act(x + b) * gain) with one new tensor, or in x itself.
-def _fused_forward(x, b, act, alpha, gain, clamp, inplace=False):
+# y = clamp(act(x + b) * gain) with one new tensor, or in x itself. b is broadcastable to x along
+# one dimension; the C kernel (cpu_kernels) takes dense float32 and bfloat16 CPU tensors in one pass.
+def _fused_forward(x, b, dim, act, alpha, gain, clamp, inplace=False):
+    layout = _kernel_layout(x, b, dim)
+    if layout is not None:
+        out = x if inplace else torch.empty_like(x)
+        return cpu_kernels.bias_act_forward(out, x, b.reshape(-1) if b is not None else None, layout, act, alpha, gain, clamp)
     if inplace:
         y = x.add_(b) if b is not None else x
     else:
@@ -155,6 +161,9 @@ def _fused_forward(x, b, act, alpha, gain, clamp, inplace=False):
 
 # dx from dy and the output y: clamp mask, gain, activation slope (the reference's order).
 def _fused_backward(dy, y, act, alpha, gain, clamp):
+    if y is not None and (act != 'linear' or clamp >= 0) and _kernel_layout(y, None, None) is not None and dy.dtype == y.dtype:
+        dy = _like(dy, y)
+        return cpu_kernels.bias_act_grad(torch.empty_like(y), dy, y, act, alpha, gain, clamp)
     dx = torch.ops.aten.hardtanh_backward(dy, y, -clamp, clamp) if clamp >= 0 else dy
     if gain != 1:
         dx = dx.mul_(gain) if dx is not dy else dx * gain # In place on the new tensor of the clamp's backward.
@@ -169,11 +178,19 @@ def _fused_backward(dy, y, act, alpha, gain, clamp):
         dx = torch.ops.aten.leaky_relu_backward(dx, y, alpha, True)
     return dx
 
+# [outer, channels, inner] of x for the C kernels, or None where they do not apply (not a dense
+# float32 / bfloat16 CPU tensor, a bias of another dtype, kernels off or not built).
+def _kernel_layout(x, b, dim):
+    if x.device.type != 'cpu' or x.dtype not in cpu_kernels.DTYPES or (b is not None and b.dtype != x.dtype):
+        return None
+    layout = cpu_kernels.bias_layout(x, dim if b is not None else None)
+    return layout if layout is not None and cpu_kernels.library() is not None else None
+
 # y = bias_act(x, b); saves only y, and only when the gradient depends on it.
 class _BiasActFused(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, b, act, alpha, gain, clamp, inplace):  # pylint: disable=arguments-differ
-        y = _fused_forward(x, b, act, alpha, gain, clamp, inplace)
+    def forward(ctx, x, b, dim, act, alpha, gain, clamp, inplace):  # pylint: disable=arguments-differ
+        y = _fused_forward(x, b, dim, act, alpha, gain, clamp, inplace)
         if inplace:
             ctx.mark_dirty(x)
         ctx.save_for_backward(y if act != 'linear' or clamp >= 0 else None) # Linear, unclamped: y may be modified in place.
@@ -186,7 +203,7 @@ class _BiasActFused(torch.autograd.Function):
         y, = ctx.saved_tensors
         dx = _BiasActFusedGrad.apply(dy, y, *ctx.args)
         db = dx.sum_to_size(ctx.b_shape) if ctx.needs_input_grad[1] else None
-        return (dx if ctx.needs_input_grad[0] else None), db, None, None, None, None, None
+        return (dx if ctx.needs_input_grad[0] else None), db, None, None, None, None, None, None
 
 # dx = _fused_backward(dy, y): linear in dy, piecewise constant in y (zero derivative).
 class _BiasActFusedGrad(torch.autograd.Function):

@@ -1,0 +1,189 @@
+# Tests of the C kernels of bias_act on the CPU (torch_utils/ops/cpu_kernels.py, bias_act_cpu.c):
+# float32 results bit-identical to the PyTorch path they replace, bfloat16 results equal to float32
+# math on the same inputs rounded once, layouts, threads, and the fallbacks (kernels off, no
+# compiler, a failed build).
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from torch_utils.ops import bias_act
+from torch_utils.ops import cpu_kernels
+
+pytestmark = pytest.mark.skipif(shutil.which(os.environ.get('CC') or 'cc') is None or os.environ.get(cpu_kernels.ENV) == '0',
+    reason='no C compiler, or the CPU kernels are switched off')
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#----------------------------------------------------------------------------
+# Runs fn with the kernels on (the built library) or off (the PyTorch path).
+
+def with_kernels(on, fn):
+    assert cpu_kernels.library() is not None, cpu_kernels.status()
+    saved = cpu_kernels._lib, cpu_kernels._state
+    if not on:
+        cpu_kernels._lib, cpu_kernels._state = None, 'off'
+    try:
+        return fn()
+    finally:
+        cpu_kernels._lib, cpu_kernels._state = saved
+
+# y, dx, db and the second derivative with respect to dy of bias_act(x, b) at the given settings.
+def results(x, b, dy, **kwargs):
+    xx = x.detach().requires_grad_(True)
+    bb = b.detach().requires_grad_(True) if b is not None else None
+    y = bias_act.bias_act(xx, bb, **kwargs)
+    dy = dy.detach().requires_grad_(True)
+    grads = torch.autograd.grad(y, [xx] + ([bb] if bb is not None else []), dy, create_graph=True)
+    second = torch.autograd.grad(grads[0].float().square().sum(), [dy])[0]
+    return [y.detach(), *[g.detach() for g in grads], second]
+
+def sample(shape, dtype, seed, channels_last=False):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(dtype)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+#----------------------------------------------------------------------------
+
+def test_builds_here():
+    assert cpu_kernels.status() == 'loaded'
+
+#----------------------------------------------------------------------------
+# float32: every value and gradient equals the PyTorch path's bit for bit (the bias gradient is the
+# same torch sum of the same dx), including special values and values exactly on the clamp.
+
+@pytest.mark.parametrize('act', ['linear', 'relu', 'lrelu'])
+@pytest.mark.parametrize('clamp', [None, 0.5])
+@pytest.mark.parametrize('layout', ['contiguous', 'channels_last'])
+def test_float32_bit_identical(act, clamp, layout):
+    x = sample([3, 5, 7, 6], torch.float32, 0, channels_last=(layout == 'channels_last'))
+    x[0, 0, 0, :4] = torch.tensor([float('nan'), float('inf'), -float('inf'), -0.0])
+    x[1, 1, 1, 1] = 0.5 / 0.7 - 0.5 # Lands near the clamp after the bias and gain.
+    b = sample([5], torch.float32, 1)
+    dy = sample(x.shape, torch.float32, 2, channels_last=(layout == 'channels_last'))
+    kwargs = dict(act=act, gain=0.7, clamp=clamp)
+    on = with_kernels(True, lambda: results(x, b, dy, **kwargs))
+    off = with_kernels(False, lambda: results(x, b, dy, **kwargs))
+    for a, c in zip(on, off):
+        assert a.stride() == c.stride()
+        assert torch.equal(a.nan_to_num(7.0), c.nan_to_num(7.0)) and torch.equal(a.isnan(), c.isnan())
+
+@pytest.mark.parametrize('dim', [0, 1, 2, 3, None])
+def test_float32_bias_dims(dim):
+    x = sample([4, 3, 5, 6], torch.float32, 3)
+    b = sample([x.shape[dim]], torch.float32, 4) if dim is not None else None
+    dy = sample(x.shape, torch.float32, 5)
+    kwargs = dict(dim=dim if dim is not None else 1, act='lrelu', clamp=1.0)
+    on = with_kernels(True, lambda: results(x, b, dy, **kwargs))
+    off = with_kernels(False, lambda: results(x, b, dy, **kwargs))
+    assert all(torch.equal(a, c) for a, c in zip(on, off))
+    # And against float64 numpy math.
+    xb = x.double().numpy() + (b.double().numpy().reshape([-1 if i == dim else 1 for i in range(4)]) if b is not None else 0)
+    expected = np.clip(np.where(xb > 0, xb, 0.2 * xb) * np.sqrt(2), -1, 1)
+    np.testing.assert_allclose(on[0].numpy(), expected, rtol=1e-6, atol=1e-7)
+
+#----------------------------------------------------------------------------
+# bfloat16: float32 math on the bfloat16 inputs, rounded to bfloat16 once (the kernel's
+# definition; the PyTorch path rounds after every operation).
+
+@pytest.mark.parametrize('act', ['relu', 'lrelu'])
+@pytest.mark.parametrize('layout', ['contiguous', 'channels_last'])
+def test_bfloat16_rounds_once(act, layout):
+    cl = layout == 'channels_last'
+    x, b, dy = sample([4, 6, 9, 9], torch.bfloat16, 6, cl), sample([6], torch.bfloat16, 7), sample([4, 6, 9, 9], torch.bfloat16, 8, cl)
+    y, dx, db, _ = with_kernels(True, lambda: results(x, b, dy, act=act, gain=1.3, clamp=0.9))
+    alpha = 0.2 if act == 'lrelu' else 0.0
+    v = x.float() + b.float().reshape(1, -1, 1, 1)
+    expected_y = ((torch.where(v > 0, v, v * alpha) * 1.3).clamp(-0.9, 0.9)).to(torch.bfloat16)
+    assert torch.equal(y, expected_y)
+    yf = y.float()
+    d = torch.where((yf <= -0.9) | (yf >= 0.9), 0.0, dy.float()) * 1.3
+    expected_dx = torch.where(yf > 0, d, d * alpha).to(torch.bfloat16)
+    assert torch.equal(dx, expected_dx)
+    torch.testing.assert_close(db.float(), expected_dx.float().sum([0, 2, 3]), rtol=1e-2, atol=1e-2)
+    assert y.is_contiguous(memory_format=torch.channels_last) == cl
+
+#----------------------------------------------------------------------------
+# Large tensors (several threads, several chunks per row, a row longer than a chunk) give the same
+# result with one and with two threads; in place writes into the input.
+
+@pytest.mark.parametrize('shape, channels_last', [([2, 9000, 3, 3], True), ([3, 4, 70, 70], False), ([1, 1, 200, 300], False)])
+def test_threads_and_chunks(shape, channels_last):
+    x, b = sample(shape, torch.bfloat16, 9, channels_last), sample([shape[1]], torch.bfloat16, 10)
+    threads = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            outs.append(bias_act.bias_act(x, b, act='lrelu', clamp=2.0))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(outs[0], outs[1])
+    v = x.float() + b.float().reshape(1, -1, 1, 1)
+    assert torch.equal(outs[0], (torch.where(v > 0, v, 0.2 * v) * np.sqrt(2)).clamp(-2, 2).to(torch.bfloat16))
+    t = x.clone()
+    assert bias_act.bias_act(t, b, act='lrelu', clamp=2.0, inplace=True).data_ptr() == t.data_ptr()
+    assert torch.equal(t, outs[0])
+
+#----------------------------------------------------------------------------
+# The backward pass with an incoming gradient in another layout than the output.
+
+def test_gradient_in_another_layout():
+    x = sample([2, 8, 5, 5], torch.bfloat16, 11, channels_last=True).requires_grad_(True)
+    y = bias_act.bias_act(x, None, act='lrelu')
+    dy = sample(y.shape, torch.bfloat16, 12) # Contiguous, y channels_last.
+    dx, = torch.autograd.grad(y, [x], dy)
+    d = dy.float() * np.float32(np.sqrt(2))
+    assert torch.equal(dx, torch.where(y.float() > 0, d, d * 0.2).to(torch.bfloat16))
+
+#----------------------------------------------------------------------------
+# Where the kernels do not apply, the PyTorch path runs: float64, float16, a strided view.
+
+def test_other_tensors_keep_the_torch_path():
+    for x in (torch.randn(2, 3, 4, 4, dtype=torch.float64), torch.randn(2, 3, 4, 4).half(), torch.randn(2, 3, 4, 8)[..., ::2]):
+        y = bias_act.bias_act(x, torch.ones(3, dtype=x.dtype), act='lrelu')
+        torch.testing.assert_close(y, bias_act.bias_act(x, torch.ones(3, dtype=x.dtype), act='lrelu', impl='ref'))
+
+#----------------------------------------------------------------------------
+# Fallbacks, each in a fresh process with its own build folder: switched off, no compiler, a compiler
+# that fails (one warning, then the PyTorch path, same float32 values), and a second process that
+# loads the finished build instead of compiling again.
+
+def run_python(code, tmp_path, **env):
+    full_env = {k: v for k, v in os.environ.items() if k not in (cpu_kernels.ENV, 'CC')}
+    full_env.update(TORCH_UTILS_BUILD_DIR=str(tmp_path / 'build'), PYTHONPATH=ROOT, **env)
+    return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=300, check=False)
+
+CHECK = '''
+import warnings, torch
+from torch_utils.ops import bias_act, cpu_kernels
+x = torch.randn(2, 3, 4, 4)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    y = bias_act.bias_act(x, torch.ones(3), act='lrelu', clamp=0.5)
+    y = bias_act.bias_act(x, torch.ones(3), act='lrelu', clamp=0.5)
+assert torch.equal(y, bias_act.bias_act(x, torch.ones(3), act='lrelu', clamp=0.5, impl='ref'))
+print('status', cpu_kernels.status().split(':')[0], 'warnings', len([w for w in caught if 'CPU kernels' in str(w.message)]))
+'''
+
+def test_fallbacks(tmp_path):
+    off = run_python(CHECK, tmp_path, **{cpu_kernels.ENV: '0'})
+    assert 'status off warnings 0' in off.stdout, off.stderr
+    no_cc = run_python(CHECK, tmp_path, CC=str(tmp_path / 'no-such-compiler'))
+    assert 'status no compiler warnings 0' in no_cc.stdout, no_cc.stderr
+    failing = run_python(CHECK, tmp_path, CC=shutil.which('false'))
+    assert 'status failed warnings 1' in failing.stdout, failing.stderr
+    first = run_python(CHECK, tmp_path)
+    assert 'status loaded warnings 0' in first.stdout, first.stderr
+    built = [p for p in (tmp_path / 'build').iterdir() if p.name.startswith('cpu_kernels-') and (p / 'cpu_kernels.so').exists()]
+    assert len(built) == 1
+    stamp = (built[0] / 'cpu_kernels.so').stat().st_mtime_ns
+    second = run_python(CHECK, tmp_path, CC=shutil.which('false')) # Would fail if it compiled again.
+    assert 'status loaded warnings 0' in second.stdout, second.stderr
+    assert (built[0] / 'cpu_kernels.so').stat().st_mtime_ns == stamp
+
+#----------------------------------------------------------------------------

@@ -1,0 +1,155 @@
+/* bias_act on the CPU in one pass over memory: the forward y = clamp(act(x + b) * gain) and the
+ * derivative dx = dy * [|y| < clamp] * gain * act'(y), for float32 and bfloat16 tensors, linear,
+ * relu and lrelu. Built with the system C compiler at first use and called through ctypes
+ * (torch_utils/ops/cpu_kernels.py); see docs/ops.md.
+ *
+ * Memory is seen as [outer, channels, inner] with the bias along `channels`: a contiguous tensor
+ * with the bias on dimension d has outer = prod(shape[:d]) and inner = prod(shape[d+1:]); a
+ * channels_last image batch has outer = N*H*W and inner = 1. Without a bias, channels = 1.
+ *
+ * Every value is computed in float32 and rounded once when stored. For float32 tensors the
+ * operations and their order are those of the PyTorch path (add, activation, gain, clamp; clamp
+ * mask, gain, activation slope), so the results are bit-identical to it; for bfloat16 tensors the
+ * PyTorch path rounds after each operation and this kernel only at the end (as the CUDA kernel does
+ * with float16 and bfloat16), a difference of at most one unit in the last place. */
+
+#include <stdint.h>
+#include <string.h>
+
+#define CHUNK 8192                          /* Elements per work unit of a thread. */
+#define PARALLEL_MIN 32768                  /* Below this many elements, one thread. */
+
+enum { ACT_LINEAR = 0, ACT_RELU = 1, ACT_LRELU = 2 };
+
+typedef struct {
+    int act;
+    float alpha, gain, clamp;               /* clamp < 0: no clamping. */
+} params_t;
+
+static inline float bf16_load(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Round to nearest even; NaN stays a (quiet) NaN. */
+static inline uint16_t bf16_store(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    uint32_t nan = (u >> 16) | 0x40u;
+    return (uint16_t)(((u & 0x7fffffffu) > 0x7f800000u) ? nan : rounded);
+}
+
+static inline float forward_value(float v, params_t p) {
+    if (p.act == ACT_RELU)
+        v = (v < 0.0f) ? 0.0f : v;
+    else if (p.act == ACT_LRELU)
+        v = (v > 0.0f) ? v : v * p.alpha;
+    if (p.gain != 1.0f)
+        v = v * p.gain;
+    if (p.clamp >= 0.0f)
+        v = (v < -p.clamp) ? -p.clamp : ((v > p.clamp) ? p.clamp : v);
+    return v;
+}
+
+static inline float grad_value(float dy, float y, params_t p) {
+    float d = dy;
+    if (p.clamp >= 0.0f)
+        d = (y > -p.clamp && y < p.clamp) ? d : 0.0f;      /* NaN: 0, as ATen's kernels. */
+    if (p.gain != 1.0f)
+        d = d * p.gain;
+    if (p.act == ACT_RELU)
+        d = (y <= 0.0f) ? 0.0f : d;                        /* NaN passes, as ATen's threshold_backward. */
+    else if (p.act == ACT_LRELU)
+        d = (y > 0.0f) ? d : d * p.alpha;
+    return d;
+}
+
+/* One unit of work: elements [start, end) of one row. A row is `channels` elements with a
+ * bias vector (inner == 1) or `inner` elements with one bias value (inner > 1). */
+#define DEFINE_ROWS(NAME, T, LOAD, STORE)                                                              \
+static void NAME##_forward_row(T *out, const T *x, const T *b, long bias_index, int vector_bias,      \
+                               long start, long end, params_t p) {                             \
+    if (b != NULL && vector_bias) {                                                                    \
+        for (long i = start; i < end; i++)                                                             \
+            out[i] = STORE(forward_value(LOAD(x[i]) + LOAD(b[i - start + bias_index]), p));           \
+    } else {                                                                                           \
+        float bias = (b != NULL) ? LOAD(b[bias_index]) : 0.0f;                                         \
+        if (b != NULL) {                                                                               \
+            for (long i = start; i < end; i++)                                                         \
+                out[i] = STORE(forward_value(LOAD(x[i]) + bias, p));                                   \
+        } else {                                                                                       \
+            for (long i = start; i < end; i++)                                                         \
+                out[i] = STORE(forward_value(LOAD(x[i]), p));                                          \
+        }                                                                                              \
+    }                                                                                                  \
+}                                                                                                      \
+static void NAME##_grad_range(T *out, const T *dy, const T *y, long start, long end, params_t p) { \
+    for (long i = start; i < end; i++)                                                                 \
+        out[i] = STORE(grad_value(LOAD(dy[i]), LOAD(y[i]), p));                                        \
+}
+
+static inline float f32_load(float v) { return v; }
+static inline float f32_store(float v) { return v; }
+
+DEFINE_ROWS(f32, float, f32_load, f32_store)
+DEFINE_ROWS(bf16, uint16_t, bf16_load, bf16_store)
+
+/* Work units of a [outer, channels, inner] tensor: rows cut into chunks of at most CHUNK. */
+typedef struct {
+    long rows, row_len, units_per_row;
+    int vector_bias;
+} layout_t;
+
+static layout_t make_layout(long outer, long channels, long inner) {
+    layout_t l;
+    l.vector_bias = (inner == 1);
+    l.rows = l.vector_bias ? outer : outer * channels;
+    l.row_len = l.vector_bias ? channels : inner;
+    l.units_per_row = (l.row_len + CHUNK - 1) / CHUNK;
+    if (l.units_per_row < 1)
+        l.units_per_row = 1;
+    return l;
+}
+
+/* dtype: 0 = float32, 1 = bfloat16. out may be x (in place). b may be NULL (channels must be 1). */
+int bias_act_cpu_forward(int dtype, void *out, const void *x, const void *b, long outer, long channels,
+                         long inner, int act, float alpha, float gain, float clamp, int num_threads) {
+    params_t p = { act, alpha, gain, clamp };
+    layout_t l = make_layout(outer, channels, inner);
+    long units = l.rows * l.units_per_row;
+    int threads = (outer * channels * inner >= PARALLEL_MIN && num_threads > 1) ? num_threads : 1;
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (long u = 0; u < units; u++) {
+        long row = u / l.units_per_row;
+        long offset = (u % l.units_per_row) * CHUNK;
+        long len = (l.row_len - offset < CHUNK) ? l.row_len - offset : CHUNK;
+        long start = row * l.row_len + offset;
+        long bias_index = l.vector_bias ? offset : row % channels;
+        if (dtype == 0)
+            f32_forward_row((float *)out, (const float *)x, (const float *)b, bias_index, l.vector_bias, start, start + len, p);
+        else
+            bf16_forward_row((uint16_t *)out, (const uint16_t *)x, (const uint16_t *)b, bias_index, l.vector_bias, start, start + len, p);
+    }
+    return 0;
+}
+
+/* dx from dy and the forward output y, all of `count` elements in the same layout. out may be dy. */
+int bias_act_cpu_grad(int dtype, void *out, const void *dy, const void *y, long count, int act, float alpha,
+                      float gain, float clamp, int num_threads) {
+    params_t p = { act, alpha, gain, clamp };
+    long units = (count + CHUNK - 1) / CHUNK;
+    int threads = (count >= PARALLEL_MIN && num_threads > 1) ? num_threads : 1;
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (long u = 0; u < units; u++) {
+        long start = u * CHUNK;
+        long end = (start + CHUNK < count) ? start + CHUNK : count;
+        if (dtype == 0)
+            f32_grad_range((float *)out, (const float *)dy, (const float *)y, start, end, p);
+        else
+            bf16_grad_range((uint16_t *)out, (const uint16_t *)dy, (const uint16_t *)y, start, end, p);
+    }
+    return 0;
+}

@@ -1,0 +1,145 @@
+# Element-wise CPU kernels in C (bias_act_cpu.c), one pass over memory where the PyTorch path needs
+# several. Built at first use with the system C compiler (cc, or $CC) into torch_utils' plugin
+# build folder, keyed by a hash of the source, the compiler flags and this CPU (the code is compiled
+# for the CPU it runs on), and called through ctypes: no torch headers, a build takes about a second.
+# Where no C compiler is found, or TORCH_UTILS_CPU_KERNELS=0 is set, the ops keep their PyTorch path
+# (same float32 results); a failed build warns once and does the same. See docs/ops.md.
+
+import ctypes
+import glob
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import warnings
+
+import torch
+
+from torch_utils import custom_ops
+from torch_utils import precision
+
+#----------------------------------------------------------------------------
+
+ENV = 'TORCH_UTILS_CPU_KERNELS'     # '0' = off: the ops keep their PyTorch path.
+SOURCE = 'bias_act_cpu.c'
+CFLAGS = ('-O3', '-march=native', '-ffp-contract=off', '-fno-math-errno', '-fPIC', '-shared')
+DTYPES = {torch.float32: 0, torch.bfloat16: 1}
+ACTS = {'linear': 0, 'relu': 1, 'lrelu': 2}
+
+_lib = None                         # The loaded library; None while not loaded.
+_state = None                       # None = not tried yet, else 'loaded', 'off', 'no compiler' or 'failed: <why>'.
+_lock = threading.Lock()
+
+#----------------------------------------------------------------------------
+# The OpenMP runtime torch itself loaded (the copy in torch/lib, when it ships one), so that the
+# kernels share torch's thread pool instead of starting a second runtime; None = the compiler's own.
+
+def _torch_openmp_library():
+    found = sorted(glob.glob(os.path.join(os.path.dirname(torch.__file__), 'lib', 'libgomp*.so*')))
+    return found[0] if found else None
+
+#----------------------------------------------------------------------------
+# The compiler command line for one output file.
+
+def _compile_command(compiler, source, output):
+    cmd = [compiler, *CFLAGS, '-fopenmp', source, '-o', output]
+    gomp = _torch_openmp_library()
+    if gomp is not None:
+        cmd += [f'-L{os.path.dirname(gomp)}', f'-l:{os.path.basename(gomp)}', f'-Wl,-rpath,{os.path.dirname(gomp)}']
+    return cmd
+
+def _compiler():
+    return shutil.which(os.environ.get('CC') or 'cc')
+
+# What the binary depends on besides the source: the flags and the CPU it was compiled for.
+def _build_key():
+    cpu = f'{platform.machine()} {" ".join(sorted(precision.cpu_flags()))}'
+    return dict(cflags=' '.join(CFLAGS), cpu=hashlib.md5(cpu.encode()).hexdigest(), openmp=str(_torch_openmp_library()))
+
+#----------------------------------------------------------------------------
+# custom_ops.build_or_load's builder and loader for a ctypes library.
+
+# (Under build_or_load's lock; the library counts as built only once its done-marker is written.)
+def _builder(module_name, sources, build_dir, **_build_key_items):
+    output = os.path.join(build_dir, f'{module_name}.so')
+    result = subprocess.run(_compile_command(_compiler(), sources[0], output), capture_output=True, text=True, timeout=300, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f'{" ".join(result.args)} failed:\n{result.stderr.strip()}')
+    return _loader(module_name, build_dir)
+
+def _loader(module_name, build_dir):
+    lib = ctypes.CDLL(os.path.join(build_dir, f'{module_name}.so'))
+    lib.bias_act_cpu_forward.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long,
+        ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_int]
+    lib.bias_act_cpu_grad.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long,
+        ctypes.c_int, ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_int]
+    return lib
+
+#----------------------------------------------------------------------------
+# The library, built or loaded once per process; None where the kernels are off or cannot be built.
+
+def library():
+    global _lib, _state # pylint: disable=global-statement
+    if _state is None:
+        with _lock:
+            if _state is None:
+                _lib, _state = _load()
+                if _state.startswith('failed'):
+                    warnings.warn(f'Cannot build the CPU kernels ({SOURCE}): {_state[len("failed: "):]}\n'
+                        f'bias_act keeps its PyTorch path (same float32 results, slower). Set {ENV}=0 to silence this.',
+                        RuntimeWarning, stacklevel=3)
+    return _lib
+
+def _load():
+    if os.environ.get(ENV, '1') == '0':
+        return None, 'off'
+    if sys.platform == 'win32' or _compiler() is None:
+        return None, 'no compiler'
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), SOURCE)
+    key = _build_key()
+    build_dir = custom_ops.get_build_dir('cpu_kernels', custom_ops.source_hash([source], key))
+    try:
+        return custom_ops.build_or_load('cpu_kernels', [source], 1, build_dir, _builder, _loader, key), 'loaded'
+    except (custom_ops.LockTimeoutError, OSError, RuntimeError, subprocess.SubprocessError) as err:
+        return None, f'failed: {type(err).__name__}: {custom_ops._tail(str(err))} (build folder {build_dir})' # pylint: disable=protected-access
+
+# 'loaded', 'off', 'no compiler' or 'failed: <why>' (loads the library first): for the doctor and tests.
+def status():
+    library()
+    return _state
+
+#----------------------------------------------------------------------------
+# [outer, channels, inner] of a dense tensor x with the bias along `dim` (None: no bias), or None
+# when x's memory does not have that form (then the caller keeps its PyTorch path).
+
+def bias_layout(x, dim):
+    if dim is None:
+        return (1, 1, x.numel()) if x.is_contiguous() or _channels_last(x) else None
+    if x.is_contiguous():
+        outer = 1
+        for size in x.shape[:dim]:
+            outer *= size
+        return outer, x.shape[dim], x.numel() // max(outer * x.shape[dim], 1)
+    if dim == 1 and _channels_last(x):
+        return x.numel() // max(x.shape[1], 1), x.shape[1], 1
+    return None
+
+def _channels_last(x):
+    return x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last)
+
+#----------------------------------------------------------------------------
+# The kernels. Tensors are CPU tensors of one dtype in DTYPES; `out` may be x (or dy) itself.
+
+def bias_act_forward(out, x, b, layout, act, alpha, gain, clamp):
+    outer, channels, inner = layout
+    _lib.bias_act_cpu_forward(DTYPES[x.dtype], out.data_ptr(), x.data_ptr(), b.data_ptr() if b is not None else None,
+        outer, channels, inner, ACTS[act], alpha, gain, clamp, torch.get_num_threads())
+    return out
+
+def bias_act_grad(out, dy, y, act, alpha, gain, clamp):
+    _lib.bias_act_cpu_grad(DTYPES[y.dtype], out.data_ptr(), dy.data_ptr(), y.data_ptr(), y.numel(),
+        ACTS[act], alpha, gain, clamp, torch.get_num_threads())
+    return out
