@@ -14,6 +14,7 @@ import torch
 
 from torch_utils.ops import bias_act
 from torch_utils.ops import cpu_kernels
+from torch_utils.ops import demod_bias_act
 
 pytestmark = pytest.mark.skipif(shutil.which(os.environ.get('CC') or 'cc') is None or os.environ.get(cpu_kernels.ENV) == '0',
     reason='no C compiler, or the CPU kernels are switched off')
@@ -187,3 +188,78 @@ def test_fallbacks(tmp_path):
     assert (built[0] / 'cpu_kernels.so').stat().st_mtime_ns == stamp
 
 #----------------------------------------------------------------------------
+# demod_bias_act: the C kernel against the PyTorch composition it replaces (fma, then bias_act) and
+# against float32 / float64 math. float32: equal values, gradients to the order of summation (with and
+# without a graph of the gradient); bfloat16: float32 math on the bfloat16 inputs, rounded once.
+
+def demod_results(x, d, noise, b, dy, create_graph=False, **kwargs):
+    leaves = [t.detach().requires_grad_(True) if t is not None else None for t in (x, d, noise, b)]
+    y = demod_bias_act.demod_bias_act(*leaves, **kwargs)
+    grads = torch.autograd.grad(y, [t for t in leaves if t is not None], dy, create_graph=create_graph)
+    return [y.detach(), *[g.detach() for g in grads]]
+
+NOISES = {'per-sample': lambda: sample([3, 1, 6, 5], torch.float32, 20), 'const': lambda: sample([6, 5], torch.float32, 21), 'none': lambda: None}
+
+@pytest.mark.parametrize('noise', list(NOISES))
+@pytest.mark.parametrize('layout', ['contiguous', 'channels_last'])
+@pytest.mark.parametrize('create_graph', [False, True])
+def test_demod_float32(noise, layout, create_graph):
+    cl = layout == 'channels_last'
+    x, dy = sample([3, 7, 6, 5], torch.float32, 22, cl), sample([3, 7, 6, 5], torch.float32, 23, cl)
+    d, b, nz = sample([3, 7], torch.float32, 24).abs() + 0.5, sample([7], torch.float32, 25), NOISES[noise]()
+    kwargs = dict(act='lrelu', gain=1.3, clamp=1.5, create_graph=create_graph)
+    on = with_kernels(True, lambda: demod_results(x, d, nz, b, dy, **kwargs))
+    off = with_kernels(False, lambda: demod_results(x, d, nz, b, dy, **kwargs))
+    assert torch.equal(on[0], off[0]) and on[0].stride() == off[0].stride()
+    assert torch.equal(on[1], off[1]) # dx = g * d: no sum.
+    for a, c in zip(on[2:], off[2:]):
+        assert a.shape == c.shape and a.dtype == c.dtype
+        torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-6)
+    # Against float64 math.
+    v = x.double() * d.double()[:, :, None, None] + (nz.double() if nz is not None else 0) + b.double()[None, :, None, None]
+    y64 = (torch.where(v > 0, v, 0.2 * v) * 1.3).clamp(-1.5, 1.5)
+    torch.testing.assert_close(on[0].double(), y64, rtol=1e-6, atol=1e-6)
+    g = dy.double() * ((y64 > -1.5) & (y64 < 1.5)) * 1.3 * torch.where(v > 0, 1.0, 0.2)
+    torch.testing.assert_close(on[2].double(), (g * x.double()).sum([2, 3]), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(on[-1].double(), g.sum([0, 2, 3]), rtol=1e-5, atol=1e-5)
+    if nz is not None:
+        torch.testing.assert_close(on[3].double(), g.sum(1, keepdim=True).sum_to_size(nz.shape), rtol=1e-5, atol=1e-5)
+
+@pytest.mark.parametrize('layout', ['contiguous', 'channels_last'])
+def test_demod_bfloat16_rounds_once(layout):
+    cl = layout == 'channels_last'
+    x, dy = sample([2, 16, 8, 8], torch.bfloat16, 26, cl), sample([2, 16, 8, 8], torch.bfloat16, 27, cl)
+    d, b = (sample([2, 16], torch.float32, 28).abs() + 0.5).bfloat16(), sample([16], torch.bfloat16, 29)
+    nz = sample([2, 1, 8, 8], torch.bfloat16, 30)
+    y, dx, dd, dnoise, db = with_kernels(True, lambda: demod_results(x, d, nz, b, dy, act='lrelu', gain=1.3, clamp=1.5))
+    v = torch.addcmul(nz.float(), x.float(), d.float()[:, :, None, None]) + b.float()[None, :, None, None]
+    assert torch.equal(y, (torch.where(v > 0, v, 0.2 * v) * 1.3).clamp(-1.5, 1.5).to(torch.bfloat16))
+    yf = y.float()
+    g = torch.where((yf > -1.5) & (yf < 1.5), dy.float(), 0.0) * 1.3
+    g = torch.where(yf > 0, g, g * 0.2)
+    assert torch.equal(dx, (g * d.float()[:, :, None, None]).to(torch.bfloat16))
+    assert dd.dtype == dnoise.dtype == db.dtype == torch.bfloat16
+    torch.testing.assert_close(dd.float(), (g * x.float()).sum([2, 3]), rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(dnoise.float(), g.sum(1, keepdim=True), rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(db.float(), g.sum([0, 2, 3]), rtol=1e-2, atol=1e-2)
+
+def test_demod_sums_do_not_depend_on_threads():
+    x, dy = sample([8, 64, 32, 32], torch.bfloat16, 31, True), sample([8, 64, 32, 32], torch.bfloat16, 32, True)
+    d, b, nz = sample([8, 64], torch.float32, 33).abs(), sample([64], torch.float32, 34), sample([8, 1, 32, 32], torch.float32, 35)
+    threads = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            outs.append(demod_results(x, d, nz, b, dy, act='lrelu'))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, c) for out in outs[1:] for a, c in zip(out, outs[0]))
+
+def test_demod_errors_and_other_tensors():
+    x = torch.randn(2, 3, 4, 4)
+    with pytest.raises(ValueError, match='d must be'):
+        demod_bias_act.demod_bias_act(x, torch.ones(2, 4), None, torch.zeros(3))
+    x64 = x.double() # No kernel: the composition.
+    y = demod_bias_act.demod_bias_act(x64, torch.ones(2, 3), None, torch.zeros(3), act='relu')
+    assert y.dtype == torch.float64 and torch.equal(y, bias_act.bias_act(x64, torch.zeros(3, dtype=torch.float64), act='relu'))

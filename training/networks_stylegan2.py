@@ -11,6 +11,7 @@ from torch_utils import misc
 from torch_utils import persistence
 from torch_utils.ops import bias_act
 from torch_utils.ops import conv2d_resample
+from torch_utils.ops import demod_bias_act
 from torch_utils.ops import fma
 from torch_utils.ops import upfirdn2d
 
@@ -66,6 +67,8 @@ def modulated_conv2d(
     flip_weight=True,   # False = convolution, True = correlation (matches torch.nn.functional.conv2d).
     fused_modconv=True, # One grouped convolution instead of activation scaling?
     exact_fp32=True,    # Float32 x: the original's arithmetic, bit for bit; False = the reduced-precision forms.
+    bias_act_args=None, # dict(b=, act=, gain=, clamp=): apply bias_act to the result (same values; one step with
+                        # the demodulation and noise in the unfused reduced-precision form). None = return before it.
 ):
     batch_size = x.shape[0]
     out_channels, in_channels, kh, kw = weight.shape
@@ -81,7 +84,7 @@ def modulated_conv2d(
     # 1x1 without resampling: one batched matrix product with the per-sample weights.
     reduced_forms = (x.dtype != torch.float32 or not exact_fp32)
     if reduced_forms and kh == kw == 1 and up == down == 1 and padding == 0:
-        return _modulated_conv1x1(x, weight, styles, noise, demodulate)
+        return _bias_act(_modulated_conv1x1(x, weight, styles, noise, demodulate), bias_act_args)
 
     # Per-sample weights and demodulation coefficients. Without fusion only the coefficients are needed:
     # sum_ik (W_oik s_i)^2 = sum_i s_i^2 sum_k W_oik^2, a small matrix product instead of the [NOIkk]
@@ -101,13 +104,15 @@ def modulated_conv2d(
     if not fused_modconv:
         x = x * styles.to(x.dtype).reshape(batch_size, -1, 1, 1)
         x = conv2d_resample.conv2d_resample(x=x, w=weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding, flip_weight=flip_weight)
+        if demodulate and reduced_forms and bias_act_args is not None:
+            return demod_bias_act.demod_bias_act(x, dcoefs, noise, **bias_act_args)
         if demodulate and noise is not None:
             x = fma.fma(x, dcoefs.to(x.dtype).reshape(batch_size, -1, 1, 1), noise.to(x.dtype))
         elif demodulate:
             x = x * dcoefs.to(x.dtype).reshape(batch_size, -1, 1, 1)
         elif noise is not None:
             x = x.add_(noise.to(x.dtype))
-        return x
+        return _bias_act(x, bias_act_args)
 
     # Fused: the batch becomes the groups of a single convolution.
     with misc.suppress_tracer_warnings():
@@ -118,7 +123,14 @@ def modulated_conv2d(
     x = x.reshape(batch_size, -1, *x.shape[2:]) # [NOHW]
     if noise is not None:
         x = x.add_(noise)
-    return x
+    return _bias_act(x, bias_act_args)
+
+# bias_act on a modulated convolution's output (a temporary, so in place), or x as it is.
+def _bias_act(x, bias_act_args):
+    if bias_act_args is None:
+        return x
+    args = dict(bias_act_args)
+    return bias_act.bias_act(x, args.pop('b').to(x.dtype), **args, inplace=True)
 
 #----------------------------------------------------------------------------
 # Modulated 1x1 convolution as a batched matrix product: y_n = (W * s_n [* d_n]) x_n per sample,
@@ -377,11 +389,11 @@ class SynthesisLayer(torch.nn.Module):
             noise = self.noise_const * self.noise_strength
 
         flip_weight = (self.up == 1) # The original's convention (faster); trained weights depend on it.
-        x = modulated_conv2d(x=x, weight=self.weight, styles=styles, noise=noise, up=self.up, padding=self.padding,
-            resample_filter=self.resample_filter, flip_weight=flip_weight, fused_modconv=fused_modconv, exact_fp32=exact_fp32)
         act_gain = self.act_gain * gain
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp, inplace=True)
+        return modulated_conv2d(x=x, weight=self.weight, styles=styles, noise=noise, up=self.up, padding=self.padding,
+            resample_filter=self.resample_filter, flip_weight=flip_weight, fused_modconv=fused_modconv, exact_fp32=exact_fp32,
+            bias_act_args=dict(b=self.bias, act=self.activation, gain=act_gain, clamp=act_clamp))
 
     def extra_repr(self):
         return f'in_channels={self.in_channels}, out_channels={self.out_channels}, resolution={self.resolution}, up={self.up}'

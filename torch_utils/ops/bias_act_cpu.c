@@ -13,7 +13,9 @@
  * PyTorch path rounds after each operation and this kernel only at the end (as the CUDA kernel does
  * with float16 and bfloat16), a difference of at most one unit in the last place. */
 
+#include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define CHUNK 8192                          /* Elements per work unit of a thread. */
@@ -150,6 +152,139 @@ int bias_act_cpu_grad(int dtype, void *out, const void *dy, const void *y, long 
             f32_grad_range((float *)out, (const float *)dy, (const float *)y, start, end, p);
         else
             bf16_grad_range((uint16_t *)out, (const uint16_t *)dy, (const uint16_t *)y, start, end, p);
+    }
+    return 0;
+}
+
+/*----------------------------------------------------------------------------
+ * Demodulation, noise and bias_act in one pass (StyleGAN2's synthesis layers, reduced-precision
+ * forms): y = bias_act(x * d[n, c] + noise[n, 0, h, w], b) for x [N, C, H, W] (contiguous or
+ * channels_last), d [N, C], noise [N, H*W] or NULL, b [C]; all in x's dtype. x * d + noise is one
+ * fused multiply-add, as torch.addcmul computes it, so float32 values equal the PyTorch path's.
+ *
+ * The derivative (without a graph of it) from dy, the output y and x, in the same pass: dx = g * d,
+ * dd[n, c] = sum_hw g * x, dnoise[n, hw] = sum_c g and db[c] = sum_n,hw g, with g = bias_act's
+ * derivative; the sums in float32 (dd, dnoise, db are float32 arrays; db_rows is [N, C] scratch),
+ * in an order that does not depend on the number of threads. */
+
+#define DEFINE_DEMOD(NAME, T, LOAD, STORE)                                                             \
+static void NAME##_demod_forward_sample(T *out, const T *x, const T *d, const T *noise, const T *b,    \
+                                        long C, long HW, int channels_last, params_t p) {              \
+    if (channels_last) {                                                                               \
+        for (long hw = 0; hw < HW; hw++) {                                                             \
+            const T *xr = x + hw * C;                                                                  \
+            T *yr = out + hw * C;                                                                      \
+            if (noise != NULL) {                                                                       \
+                float nz = LOAD(noise[hw]);                                                            \
+                for (long c = 0; c < C; c++)                                                           \
+                    yr[c] = STORE(forward_value(fmaf(LOAD(xr[c]), LOAD(d[c]), nz) + LOAD(b[c]), p));   \
+            } else {                                                                                   \
+                for (long c = 0; c < C; c++)                                                           \
+                    yr[c] = STORE(forward_value(LOAD(xr[c]) * LOAD(d[c]) + LOAD(b[c]), p));            \
+            }                                                                                          \
+        }                                                                                              \
+    } else {                                                                                           \
+        for (long c = 0; c < C; c++) {                                                                 \
+            const T *xr = x + c * HW;                                                                  \
+            T *yr = out + c * HW;                                                                      \
+            float dc = LOAD(d[c]), bc = LOAD(b[c]);                                                    \
+            if (noise != NULL) {                                                                       \
+                for (long hw = 0; hw < HW; hw++)                                                       \
+                    yr[hw] = STORE(forward_value(fmaf(LOAD(xr[hw]), dc, LOAD(noise[hw])) + bc, p));    \
+            } else {                                                                                   \
+                for (long hw = 0; hw < HW; hw++)                                                       \
+                    yr[hw] = STORE(forward_value(LOAD(xr[hw]) * dc + bc, p));                          \
+            }                                                                                          \
+        }                                                                                              \
+    }                                                                                                  \
+}                                                                                                      \
+static void NAME##_demod_grad_sample(T *dx, float *dd, float *dnoise, float *db, const T *dy,          \
+                                     const T *y, const T *x, const T *d, long C, long HW,              \
+                                     int channels_last, params_t p) {                                  \
+    for (long c = 0; c < C; c++)                                                                       \
+        dd[c] = db[c] = 0.0f;                                                                          \
+    if (channels_last) {                                                                               \
+        for (long hw = 0; hw < HW; hw++) {                                                             \
+            long o = hw * C;                                                                           \
+            float gsum = 0.0f;                                                                         \
+            _Pragma("omp simd reduction(+:gsum)")                                                      \
+            for (long c = 0; c < C; c++) {                                                             \
+                float g = grad_value(LOAD(dy[o + c]), LOAD(y[o + c]), p);                              \
+                dx[o + c] = STORE(g * LOAD(d[c]));                                                     \
+                dd[c] += g * LOAD(x[o + c]);                                                           \
+                db[c] += g;                                                                            \
+                gsum += g;                                                                             \
+            }                                                                                          \
+            dnoise[hw] = gsum;                                                                         \
+        }                                                                                              \
+    } else {                                                                                           \
+        for (long hw = 0; hw < HW; hw++)                                                               \
+            dnoise[hw] = 0.0f;                                                                         \
+        for (long c = 0; c < C; c++) {                                                                 \
+            long o = c * HW;                                                                           \
+            float dc = LOAD(d[c]), sd = 0.0f, sb = 0.0f;                                               \
+            _Pragma("omp simd reduction(+:sd, sb)")                                                    \
+            for (long hw = 0; hw < HW; hw++) {                                                         \
+                float g = grad_value(LOAD(dy[o + hw]), LOAD(y[o + hw]), p);                            \
+                dx[o + hw] = STORE(g * dc);                                                            \
+                sd += g * LOAD(x[o + hw]);                                                             \
+                sb += g;                                                                               \
+                dnoise[hw] += g;                                                                       \
+            }                                                                                          \
+            dd[c] = sd;                                                                                \
+            db[c] = sb;                                                                                \
+        }                                                                                              \
+    }                                                                                                  \
+}
+
+DEFINE_DEMOD(f32, float, f32_load, f32_store)
+DEFINE_DEMOD(bf16, uint16_t, bf16_load, bf16_store)
+
+int demod_bias_act_cpu_forward(int dtype, void *out, const void *x, const void *d, const void *noise, const void *b,
+                               long N, long C, long HW, int channels_last, int act, float alpha, float gain,
+                               float clamp, int num_threads) {
+    params_t p = { act, alpha, gain, clamp };
+    int threads = (N * C * HW >= PARALLEL_MIN && num_threads > 1) ? num_threads : 1;
+    long size = (dtype == 0) ? 4 : 2;
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (long n = 0; n < N; n++) {
+        long o = n * C * HW * size;
+        const char *nz = (noise != NULL) ? (const char *)noise + n * HW * size : NULL;
+        const char *dn = (const char *)d + n * C * size;
+        if (dtype == 0)
+            f32_demod_forward_sample((float *)((char *)out + o), (const float *)((const char *)x + o), (const float *)dn,
+                                     (const float *)nz, (const float *)b, C, HW, channels_last, p);
+        else
+            bf16_demod_forward_sample((uint16_t *)((char *)out + o), (const uint16_t *)((const char *)x + o), (const uint16_t *)dn,
+                                      (const uint16_t *)nz, (const uint16_t *)b, C, HW, channels_last, p);
+    }
+    return 0;
+}
+
+int demod_bias_act_cpu_grad(int dtype, void *dx, float *dd, float *dnoise, float *db, float *db_rows, const void *dy,
+                            const void *y, const void *x, const void *d, long N, long C, long HW, int channels_last,
+                            int act, float alpha, float gain, float clamp, int num_threads) {
+    params_t p = { act, alpha, gain, clamp };
+    int threads = (N * C * HW >= PARALLEL_MIN && num_threads > 1) ? num_threads : 1;
+    long size = (dtype == 0) ? 4 : 2;
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (long n = 0; n < N; n++) {
+        long o = n * C * HW * size;
+        const char *dn = (const char *)d + n * C * size;
+        if (dtype == 0)
+            f32_demod_grad_sample((float *)((char *)dx + o), dd + n * C, dnoise + n * HW, db_rows + n * C,
+                                  (const float *)((const char *)dy + o), (const float *)((const char *)y + o),
+                                  (const float *)((const char *)x + o), (const float *)dn, C, HW, channels_last, p);
+        else
+            bf16_demod_grad_sample((uint16_t *)((char *)dx + o), dd + n * C, dnoise + n * HW, db_rows + n * C,
+                                   (const uint16_t *)((const char *)dy + o), (const uint16_t *)((const char *)y + o),
+                                   (const uint16_t *)((const char *)x + o), (const uint16_t *)dn, C, HW, channels_last, p);
+    }
+    for (long c = 0; c < C; c++) {
+        float s = 0.0f;
+        for (long n = 0; n < N; n++)
+            s += db_rows[n * C + c];
+        db[c] = s;
     }
     return 0;
 }

@@ -76,6 +76,9 @@ def _loader(module_name, build_dir):
         ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_int]
     lib.bias_act_cpu_grad.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long,
         ctypes.c_int, ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_int]
+    P, L, I, F = ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_float
+    lib.demod_bias_act_cpu_forward.argtypes = [I, P, P, P, P, P, L, L, L, I, I, F, F, F, I]
+    lib.demod_bias_act_cpu_grad.argtypes = [I, P, P, P, P, P, P, P, P, P, L, L, L, I, I, F, F, F, I]
     return lib
 
 #----------------------------------------------------------------------------
@@ -143,3 +146,26 @@ def bias_act_grad(out, dy, y, act, alpha, gain, clamp):
     _lib.bias_act_cpu_grad(DTYPES[y.dtype], out.data_ptr(), dy.data_ptr(), y.data_ptr(), y.numel(),
         ACTS[act], alpha, gain, clamp, torch.get_num_threads())
     return out
+
+#----------------------------------------------------------------------------
+# Demodulation + noise + bias_act (demod_bias_act.py): x [N, C, H, W] dense, d [N, C], noise [N, H*W]
+# or None, b [C], all of x's dtype and contiguous (x: contiguous or channels_last).
+
+def demod_bias_act_forward(x, d, noise, b, act, alpha, gain, clamp):
+    n, c, h, w = x.shape
+    out = torch.empty_like(x)
+    _lib.demod_bias_act_cpu_forward(DTYPES[x.dtype], out.data_ptr(), x.data_ptr(), d.data_ptr(),
+        noise.data_ptr() if noise is not None else None, b.data_ptr(), n, c, h * w, int(not x.is_contiguous()),
+        ACTS[act], alpha, gain, clamp, torch.get_num_threads())
+    return out
+
+# (dx like x, dd [N, C], dnoise [N, H*W], db [C]); the sums in float32.
+def demod_bias_act_grad(dy, y, x, d, act, alpha, gain, clamp):
+    n, c, h, w = x.shape
+    dx = torch.empty_like(x)
+    sums = torch.empty([n * c * 2 + n * h * w + c], dtype=torch.float32)
+    dd, db_rows, dnoise, db = sums.split([n * c, n * c, n * h * w, c])
+    _lib.demod_bias_act_cpu_grad(DTYPES[x.dtype], dx.data_ptr(), dd.data_ptr(), dnoise.data_ptr(), db.data_ptr(),
+        db_rows.data_ptr(), dy.data_ptr(), y.data_ptr(), x.data_ptr(), d.data_ptr(), n, c, h * w,
+        int(not x.is_contiguous()), ACTS[act], alpha, gain, clamp, torch.get_num_threads())
+    return dx, dd.view(n, c), dnoise.view(n, h * w), db

@@ -1,0 +1,87 @@
+# Demodulation, noise and bias + activation of a modulated convolution's output in one step:
+#
+#     demod_bias_act(x, d, noise, b, ...) = bias_act(x * d[:, :, None, None] + noise, b, ...)
+#
+# StyleGAN2's synthesis layers in their unfused reduced-precision form (training, and generation in
+# bfloat16) end with exactly this. On dense float32 / bfloat16 CPU tensors it runs as one C kernel
+# (cpu_kernels), forward and backward, instead of five to seven passes over the activations; float32
+# values equal the PyTorch composition's (the gradients' sums may add in another order), bfloat16 ones
+# are rounded once instead of after each step. Elsewhere it is that composition. See docs/ops.md.
+
+import torch
+
+from torch_utils.ops import bias_act
+from torch_utils.ops import cpu_kernels
+from torch_utils.ops import fma
+
+#----------------------------------------------------------------------------
+
+def demod_bias_act(x, d, noise, b, act='linear', alpha=None, gain=None, clamp=None):
+    """Scales x per sample and channel, adds noise, then bias_act.
+
+    Args:
+        x:     [N, C, H, W] tensor.
+        d:     [N, C] demodulation coefficients.
+        noise: Tensor broadcastable to [N, 1, H, W] (e.g. [N, 1, H, W] or [H, W]), or None.
+        b:     [C] bias.
+        act, alpha, gain, clamp: as bias_act().
+        d, noise and b are cast to x's dtype.
+
+    Returns:
+        Tensor like x.
+    """
+    _spec, alpha, gain, clamp = bias_act._parse_args(act, alpha, gain, clamp) # pylint: disable=protected-access
+    batch_size, channels = x.shape[:2]
+    if list(d.shape) != [batch_size, channels] or list(b.shape) != [channels]:
+        raise ValueError(f'demod_bias_act: d must be [{batch_size}, {channels}] and b [{channels}] for x of shape '
+            f'{list(x.shape)}, got {list(d.shape)} and {list(b.shape)}')
+    d, b = d.to(x.dtype), b.to(x.dtype)
+    noise = noise.to(x.dtype) if noise is not None else None
+    if _kernel_applies(x, act):
+        return _DemodBiasAct.apply(x, d, noise, b, act, alpha, gain, clamp)
+    return _demod_bias_act_ref(x, d, noise, b, act, alpha, gain, clamp)
+
+# The composition the kernel replaces (the specification).
+def _demod_bias_act_ref(x, d, noise, b, act, alpha, gain, clamp):
+    d = d.reshape(*d.shape, 1, 1)
+    x = fma.fma(x, d, noise) if noise is not None else x * d
+    return bias_act.bias_act(x, b, act=act, alpha=alpha, gain=gain, clamp=clamp, inplace=True)
+
+def _kernel_applies(x, act):
+    dense = x.ndim == 4 and (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))
+    return (dense and x.device.type == 'cpu' and x.dtype in cpu_kernels.DTYPES and act in cpu_kernels.ACTS
+        and cpu_kernels.library() is not None)
+
+#----------------------------------------------------------------------------
+# The kernel as a Function. Its backward runs the C kernel unless a graph of the gradient is being
+# built (path-length regularisation): then it is the same derivative in differentiable torch ops.
+
+class _DemodBiasAct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, d, noise, b, act, alpha, gain, clamp):  # pylint: disable=arguments-differ
+        n, c, h, w = x.shape
+        flat_noise = noise.expand(n, 1, h, w).reshape(n, h * w).contiguous() if noise is not None else None
+        y = cpu_kernels.demod_bias_act_forward(x, d.contiguous(), flat_noise, b.contiguous(), act, alpha, gain, clamp)
+        ctx.save_for_backward(x, d, y)
+        ctx.args = (act, alpha, gain, clamp)
+        ctx.noise_shape = noise.shape if noise is not None else None
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):  # pylint: disable=arguments-differ
+        x, d, y = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        if torch.is_grad_enabled():
+            g = bias_act._BiasActFusedGrad.apply(dy, y, *ctx.args) # pylint: disable=protected-access
+            dx = g * d.reshape(*d.shape, 1, 1) if need[0] else None
+            dd = (g * x).sum(dim=[2, 3]) if need[1] else None
+            dnoise = g.sum(dim=1, keepdim=True).sum_to_size(ctx.noise_shape) if need[2] else None
+            db = g.sum(dim=[0, 2, 3]) if need[3] else None
+            return dx, dd, dnoise, db, None, None, None, None
+        dx, dd, dnoise, db = cpu_kernels.demod_bias_act_grad(bias_act._like(dy, y), y, x, d.contiguous(), *ctx.args) # pylint: disable=protected-access
+        if need[2]:
+            dnoise = dnoise.reshape(x.shape[0], 1, *x.shape[2:]).sum_to_size(ctx.noise_shape).to(x.dtype)
+        return (dx if need[0] else None, dd.to(x.dtype) if need[1] else None, dnoise if need[2] else None,
+            db.to(x.dtype) if need[3] else None, None, None, None, None)
+
+#----------------------------------------------------------------------------
