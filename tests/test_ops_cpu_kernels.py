@@ -263,3 +263,29 @@ def test_demod_errors_and_other_tensors():
     x64 = x.double() # No kernel: the composition.
     y = demod_bias_act.demod_bias_act(x64, torch.ones(2, 3), None, torch.zeros(3), act='relu')
     assert y.dtype == torch.float64 and torch.equal(y, bias_act.bias_act(x64, torch.zeros(3, dtype=torch.float64), act='relu'))
+
+#----------------------------------------------------------------------------
+# scale_channels: x * s[:, :, None, None]; the same values, dx exactly torch's, ds to the order of summation
+# in float32 and as float32 math on the bfloat16 inputs (rounded once) in bfloat16.
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize('layout', ['contiguous', 'channels_last'])
+def test_scale_channels(dtype, layout):
+    cl = layout == 'channels_last'
+    x, dy, s = sample([3, 8, 7, 5], dtype, 40, cl), sample([3, 8, 7, 5], dtype, 41, cl), sample([3, 8], torch.float32, 42)
+    def run():
+        xx, ss = x.detach().requires_grad_(True), s.detach().requires_grad_(True)
+        y = demod_bias_act.scale_channels(xx, ss)
+        return [y, *torch.autograd.grad(y, [xx, ss], dy)]
+    y, dx, ds = with_kernels(True, run)
+    ref = with_kernels(False, run)
+    assert torch.equal(y, ref[0]) and torch.equal(dx, ref[1]) and y.stride() == ref[0].stride()
+    assert ds.dtype == torch.float32
+    expected = (dy.float() * x.float()).sum([2, 3]).to(dtype).float() # Float32 sums, rounded to x's dtype (then cast back).
+    torch.testing.assert_close(ds, expected, rtol=1e-5, atol=1e-5)
+    if dtype == torch.float32:
+        torch.testing.assert_close(ds, ref[2], rtol=1e-5, atol=1e-6)
+    # A graph of the gradient (path length): torch ops, the same first derivative.
+    xx, ss = x.detach().requires_grad_(True), s.detach().requires_grad_(True)
+    dx2, = torch.autograd.grad(demod_bias_act.scale_channels(xx, ss), [xx], dy, create_graph=True)
+    assert torch.equal(dx2, dx) and dx2.requires_grad

@@ -102,7 +102,10 @@ def modulated_conv2d(
 
     # Not fused: scale activations, convolve with the shared weights, scale again.
     if not fused_modconv:
-        x = x * styles.to(x.dtype).reshape(batch_size, -1, 1, 1)
+        if reduced_forms: # x * styles, the backward in one pass (its sum in another order than torch's).
+            x = demod_bias_act.scale_channels(x, styles)
+        else:
+            x = x * styles.to(x.dtype).reshape(batch_size, -1, 1, 1)
         x = conv2d_resample.conv2d_resample(x=x, w=weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding, flip_weight=flip_weight)
         if demodulate and reduced_forms and bias_act_args is not None:
             return demod_bias_act.demod_bias_act(x, dcoefs, noise, **bias_act_args)

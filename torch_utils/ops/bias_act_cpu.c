@@ -288,3 +288,58 @@ int demod_bias_act_cpu_grad(int dtype, void *dx, float *dd, float *dnoise, float
     }
     return 0;
 }
+
+/*----------------------------------------------------------------------------
+ * The derivative of y = x * s[n, c] (StyleGAN2's modulation of a convolution's input) in one pass:
+ * dx = dy * s and ds[n, c] = sum_hw dy * x (float32, as demod's sums). x, dy [N, C, H, W] contiguous or
+ * channels_last (both alike), s [N, C], all of one dtype. */
+
+#define DEFINE_SCALE(NAME, T, LOAD, STORE)                                                             \
+static void NAME##_scale_grad_sample(T *dx, float *ds, const T *dy, const T *x, const T *s, long C,     \
+                                     long HW, int channels_last) {                                     \
+    if (channels_last) {                                                                               \
+        for (long c = 0; c < C; c++)                                                                   \
+            ds[c] = 0.0f;                                                                              \
+        for (long hw = 0; hw < HW; hw++) {                                                             \
+            long o = hw * C;                                                                           \
+            for (long c = 0; c < C; c++) {                                                             \
+                float g = LOAD(dy[o + c]);                                                             \
+                dx[o + c] = STORE(g * LOAD(s[c]));                                                     \
+                ds[c] += g * LOAD(x[o + c]);                                                           \
+            }                                                                                          \
+        }                                                                                              \
+    } else {                                                                                           \
+        for (long c = 0; c < C; c++) {                                                                 \
+            long o = c * HW;                                                                           \
+            float sc = LOAD(s[c]), acc = 0.0f;                                                         \
+            _Pragma("omp simd reduction(+:acc)")                                                       \
+            for (long hw = 0; hw < HW; hw++) {                                                         \
+                float g = LOAD(dy[o + hw]);                                                            \
+                dx[o + hw] = STORE(g * sc);                                                            \
+                acc += g * LOAD(x[o + hw]);                                                            \
+            }                                                                                          \
+            ds[c] = acc;                                                                               \
+        }                                                                                              \
+    }                                                                                                  \
+}
+
+DEFINE_SCALE(f32, float, f32_load, f32_store)
+DEFINE_SCALE(bf16, uint16_t, bf16_load, bf16_store)
+
+int scale_channels_cpu_grad(int dtype, void *dx, float *ds, const void *dy, const void *x, const void *s, long N,
+                            long C, long HW, int channels_last, int num_threads) {
+    int threads = (N * C * HW >= PARALLEL_MIN && num_threads > 1) ? num_threads : 1;
+    long size = (dtype == 0) ? 4 : 2;
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (long n = 0; n < N; n++) {
+        long o = n * C * HW * size;
+        const char *sn = (const char *)s + n * C * size;
+        if (dtype == 0)
+            f32_scale_grad_sample((float *)((char *)dx + o), ds + n * C, (const float *)((const char *)dy + o),
+                                  (const float *)((const char *)x + o), (const float *)sn, C, HW, channels_last);
+        else
+            bf16_scale_grad_sample((uint16_t *)((char *)dx + o), ds + n * C, (const uint16_t *)((const char *)dy + o),
+                                   (const uint16_t *)((const char *)x + o), (const uint16_t *)sn, C, HW, channels_last);
+    }
+    return 0;
+}

@@ -79,6 +79,7 @@ def _loader(module_name, build_dir):
     P, L, I, F = ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_float
     lib.demod_bias_act_cpu_forward.argtypes = [I, P, P, P, P, P, L, L, L, I, I, F, F, F, I]
     lib.demod_bias_act_cpu_grad.argtypes = [I, P, P, P, P, P, P, P, P, P, L, L, L, I, I, F, F, F, I]
+    lib.scale_channels_cpu_grad.argtypes = [I, P, P, P, P, P, L, L, L, I, I]
     return lib
 
 #----------------------------------------------------------------------------
@@ -169,3 +170,13 @@ def demod_bias_act_grad(dy, y, x, d, act, alpha, gain, clamp):
         db_rows.data_ptr(), dy.data_ptr(), y.data_ptr(), x.data_ptr(), d.data_ptr(), n, c, h * w,
         int(not x.is_contiguous()), ACTS[act], alpha, gain, clamp, torch.get_num_threads())
     return dx, dd.view(n, c), dnoise.view(n, h * w), db
+
+# The derivative of x * s[:, :, None, None] (demod_bias_act.scale_channels): (dx like x, ds [N, C] float32).
+# dy must have x's dtype and strides.
+def scale_channels_grad(dy, x, s):
+    n, c, h, w = x.shape
+    dx = torch.empty_like(x)
+    ds = torch.empty([n, c], dtype=torch.float32)
+    _lib.scale_channels_cpu_grad(DTYPES[x.dtype], dx.data_ptr(), ds.data_ptr(), dy.data_ptr(), x.data_ptr(), s.data_ptr(),
+        n, c, h * w, int(not x.is_contiguous()), torch.get_num_threads())
+    return dx, ds

@@ -2,6 +2,9 @@
 #
 #     demod_bias_act(x, d, noise, b, ...) = bias_act(x * d[:, :, None, None] + noise, b, ...)
 #
+# and the modulation of its input, scale_channels(x, s) = x * s[:, :, None, None], whose backward
+# (dx and ds) is one pass too.
+#
 # StyleGAN2's synthesis layers in their unfused reduced-precision form (training, and generation in
 # bfloat16) end with exactly this. On dense float32 / bfloat16 CPU tensors it runs as one C kernel
 # (cpu_kernels), forward and backward, instead of five to seven passes over the activations; float32
@@ -51,6 +54,31 @@ def _kernel_applies(x, act):
     dense = x.ndim == 4 and (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))
     return (dense and x.device.type == 'cpu' and x.dtype in cpu_kernels.DTYPES and act in cpu_kernels.ACTS
         and cpu_kernels.library() is not None)
+
+#----------------------------------------------------------------------------
+
+def scale_channels(x, s):
+    """x * s[:, :, None, None] for x [N, C, H, W] and s [N, C] (cast to x's dtype); same values as that product."""
+    s = s.to(x.dtype)
+    if _kernel_applies(x, 'linear') and torch.is_grad_enabled() and (x.requires_grad or s.requires_grad):
+        return _ScaleChannels.apply(x, s)
+    return x * s.reshape(*s.shape, 1, 1)
+
+class _ScaleChannels(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, s):  # pylint: disable=arguments-differ
+        ctx.save_for_backward(x, s)
+        return x * s.reshape(*s.shape, 1, 1)
+
+    @staticmethod
+    def backward(ctx, dy):  # pylint: disable=arguments-differ
+        x, s = ctx.saved_tensors
+        if torch.is_grad_enabled(): # A graph of the gradient: torch ops.
+            dx = dy * s.reshape(*s.shape, 1, 1) if ctx.needs_input_grad[0] else None
+            ds = (dy * x).sum(dim=[2, 3]) if ctx.needs_input_grad[1] else None
+            return dx, ds
+        dx, ds = cpu_kernels.scale_channels_grad(bias_act._like(dy, x), x, s.contiguous()) # pylint: disable=protected-access
+        return (dx if ctx.needs_input_grad[0] else None), (ds.to(s.dtype) if ctx.needs_input_grad[1] else None)
 
 #----------------------------------------------------------------------------
 # The kernel as a Function. Its backward runs the C kernel unless a graph of the gradient is being
