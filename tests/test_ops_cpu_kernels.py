@@ -289,3 +289,38 @@ def test_scale_channels(dtype, layout):
     xx, ss = x.detach().requires_grad_(True), s.detach().requires_grad_(True)
     dx2, = torch.autograd.grad(demod_bias_act.scale_channels(xx, ss), [xx], dy, create_graph=True)
     assert torch.equal(dx2, dx) and dx2.requires_grad
+
+#----------------------------------------------------------------------------
+# depthwise_transpose (conv2d_gradfix's strided depthwise transposed convolutions in bfloat16,
+# channels_last): float64 F.conv_transpose2d on the same bfloat16 values, rounded once, for strides,
+# paddings and output paddings that leave some output pixels without taps; and through conv2d_gradfix
+# (autograd, second derivative) the same as the phases it replaces, up to bfloat16 rounding.
+
+@pytest.mark.parametrize('shape, k, stride, padding, output_padding', [
+    ([4, 32, 8, 8], 4, 2, 1, 0), ([3, 16, 9, 7], 4, 2, 2, 1), ([2, 8, 7, 5], 3, 2, 0, 1), ([2, 8, 5, 6], 5, 3, 1, 2),
+    ([2, 8, 6, 6], 2, 2, 0, 0), ([2, 8, 4, 4], 4, 2, 4, 0), ([2, 40, 3, 3], 6, 3, 2, 2), ([1, 3, 6, 6], 4, 1, 1, 0)])
+def test_depthwise_transpose(shape, k, stride, padding, output_padding):
+    assert cpu_kernels.library() is not None
+    x = sample(shape, torch.bfloat16, 50, channels_last=True)
+    w = sample([shape[1], 1, k, k], torch.bfloat16, 51)
+    out = cpu_kernels.depthwise_transpose(x, w, (stride, stride), (padding, padding), (output_padding, output_padding))
+    expected = torch.nn.functional.conv_transpose2d(x.double(), w.double(), stride=stride, padding=padding,
+        output_padding=output_padding, groups=shape[1])
+    assert out.shape == expected.shape and out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out.double(), expected.to(torch.bfloat16).double(), rtol=8e-3, atol=1e-5) # One rounding (float32 sums).
+
+def test_depthwise_transpose_in_conv2d_gradfix():
+    from torch_utils.ops import conv2d_gradfix
+    x = sample([4, 24, 8, 8], torch.bfloat16, 52, channels_last=True)
+    w = sample([24, 1, 4, 4], torch.bfloat16, 53)
+    dy = sample([4, 24, 16, 16], torch.bfloat16, 54, channels_last=True)
+    def run():
+        xx, ww = x.detach().requires_grad_(True), w.detach().requires_grad_(True)
+        y = conv2d_gradfix.conv_transpose2d(xx, ww, stride=2, padding=1, groups=24)
+        dx, = torch.autograd.grad(y, [xx], dy, create_graph=True)
+        second, = torch.autograd.grad(dx.float().square().sum(), [ww])
+        return y, dx, second
+    on, off = with_kernels(True, run), with_kernels(False, run)
+    torch.testing.assert_close(on[0].float(), off[0].float(), rtol=1e-2, atol=2e-2)
+    assert torch.equal(on[1], off[1]) # The backward is a strided conv2d either way.
+    torch.testing.assert_close(on[2].float(), off[2].float(), rtol=1e-2, atol=1e-2)

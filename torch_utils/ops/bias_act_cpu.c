@@ -14,6 +14,9 @@
  * with float16 and bfloat16), a difference of at most one unit in the last place. */
 
 #include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -341,5 +344,73 @@ int scale_channels_cpu_grad(int dtype, void *dx, float *ds, const void *dy, cons
             bf16_scale_grad_sample((uint16_t *)((char *)dx + o), ds + n * C, (const uint16_t *)((const char *)dy + o),
                                    (const uint16_t *)((const char *)x + o), (const uint16_t *)sn, C, HW, channels_last);
     }
+    return 0;
+}
+
+/*----------------------------------------------------------------------------
+ * Depthwise transposed convolution, channels_last: out[n, o, c] = sum over input pixels i and taps k
+ * with o = i * stride - padding + k (per axis) of x[n, i, c] * w[c, k], each output pixel written once
+ * (accumulated in float32, rounded once). x [N, H, W, C] in memory, w as [kh, kw, C] float32 (the
+ * caller transposes the [C, 1, kh, kw] weight), out [N, OH, OW, C]. conv2d_gradfix uses it for the
+ * strided ones in reduced precision (up-sampling filters, input gradients of strided depthwise
+ * convolutions), where torch's kernel is slow. */
+
+#define DEFINE_DWT(NAME, T, LOAD, STORE)                                                               \
+static void NAME##_dwt_row(T *restrict out, const T *restrict x, const float *restrict w,              \
+                           float *restrict acc, long oy, long H, long W, long C, long kh, long kw,     \
+                           long sy, long sx, long py, long px, long OW) {                              \
+    for (long i = 0; i < OW * C; i++)                                                                  \
+        acc[i] = 0.0f;                                                                                 \
+    for (long ky = (oy + py) % sy; ky < kh; ky += sy) {                                                \
+        long iy = (oy + py - ky) / sy;                                                                 \
+        if (iy >= H)                                                                                   \
+            continue;                                                                                  \
+        if (iy < 0)                                                                                    \
+            break;                                                                                     \
+        for (long kx = 0; kx < kw; kx++) {                                                             \
+            /* Input columns ix whose output column ix * sx + kx - px lies in [0, OW). */              \
+            long ix_lo = (px - kx > 0) ? (px - kx + sx - 1) / sx : 0;                                  \
+            long last = OW - 1 + px - kx;                                                              \
+            long ix_hi = (last < 0) ? -1 : ((last / sx < W - 1) ? last / sx : W - 1);                  \
+            const float *restrict wp = w + (ky * kw + kx) * C;                                         \
+            for (long ix = ix_lo; ix <= ix_hi; ix++) {                                                 \
+                float *restrict a = acc + (ix * sx + kx - px) * C;                                     \
+                const T *restrict xp = x + (iy * W + ix) * C;                                          \
+                for (long c = 0; c < C; c++)                                                           \
+                    a[c] += LOAD(xp[c]) * wp[c];                                                       \
+            }                                                                                          \
+        }                                                                                              \
+    }                                                                                                  \
+    for (long i = 0; i < OW * C; i++)                                                                  \
+        out[i] = STORE(acc[i]);                                                                        \
+}
+
+DEFINE_DWT(f32, float, f32_load, f32_store)
+DEFINE_DWT(bf16, uint16_t, bf16_load, bf16_store)
+
+int depthwise_transpose_cpu(int dtype, void *out, const void *x, const float *w, long N, long C, long H, long W,
+                            long kh, long kw, long sy, long sx, long py, long px, long OH, long OW, int num_threads) {
+    int threads = (N * C * OH * OW >= PARALLEL_MIN && num_threads > 1) ? num_threads : 1;
+    long size = (dtype == 0) ? 4 : 2;
+    long stride = (OW * C + 31) / 16 * 16;  /* Per-thread row sums, apart by at least one cache line. */
+    float *acc_all = (float *)malloc(sizeof(float) * (size_t)(stride * threads));
+    if (acc_all == NULL)
+        return 1;
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (long row = 0; row < N * OH; row++) {
+#ifdef _OPENMP
+        float *acc = acc_all + (long)omp_get_thread_num() * stride;
+#else
+        float *acc = acc_all;
+#endif
+        long n = row / OH, oy = row % OH;
+        char *o = (char *)out + (n * OH + oy) * OW * C * size;
+        const char *xn = (const char *)x + n * H * W * C * size;
+        if (dtype == 0)
+            f32_dwt_row((float *)o, (const float *)xn, w, acc, oy, H, W, C, kh, kw, sy, sx, py, px, OW);
+        else
+            bf16_dwt_row((uint16_t *)o, (const uint16_t *)xn, w, acc, oy, H, W, C, kh, kw, sy, sx, py, px, OW);
+    }
+    free(acc_all);
     return 0;
 }

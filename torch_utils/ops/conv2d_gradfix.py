@@ -15,6 +15,8 @@ import contextvars
 import torch
 import torch.nn.functional as F
 
+from torch_utils.ops import cpu_kernels
+
 #----------------------------------------------------------------------------
 # Context-local switch read by the backward passes below (True = skip weight gradients).
 
@@ -270,8 +272,17 @@ def _conv_transpose2d_forward(input, weight, bias, p):
     depthwise = (p.groups == input.shape[1] == weight.shape[0] and weight.shape[1] == 1)
     by_phases = p.native or (input.dtype not in (torch.float32, torch.float64) and p.stride != (1, 1))
     if input.device.type == 'cpu' and by_phases and depthwise and p.dilation == (1, 1):
+        if _depthwise_kernel_applies(input, weight, bias, p):
+            return cpu_kernels.depthwise_transpose(input, weight, p.stride, p.padding, p.output_padding)
         return _depthwise_transpose_polyphase(input, weight, bias, p)
     return _with_kernels(p, F.conv_transpose2d, input, weight, bias, p.stride, p.padding, p.output_padding, p.groups, p.dilation)
+
+# The C kernel (cpu_kernels.depthwise_transpose) for channels_last reduced-precision inputs with several
+# channels and no bias: each output pixel written once, instead of padded copies and strided writes.
+def _depthwise_kernel_applies(x, w, bias, p):
+    channels_last = x.ndim == 4 and x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last)
+    return (channels_last and bias is None and not p.native and x.dtype == torch.bfloat16 and w.dtype == x.dtype
+        and cpu_kernels.library() is not None)
 
 #----------------------------------------------------------------------------
 # Depthwise transposed convolution by phases. Per axis, with stride s and k taps: output pixel

@@ -80,6 +80,7 @@ def _loader(module_name, build_dir):
     lib.demod_bias_act_cpu_forward.argtypes = [I, P, P, P, P, P, L, L, L, I, I, F, F, F, I]
     lib.demod_bias_act_cpu_grad.argtypes = [I, P, P, P, P, P, P, P, P, P, L, L, L, I, I, F, F, F, I]
     lib.scale_channels_cpu_grad.argtypes = [I, P, P, P, P, P, L, L, L, I, I]
+    lib.depthwise_transpose_cpu.argtypes = [I, P, P, P] + [L] * 12 + [I]
     return lib
 
 #----------------------------------------------------------------------------
@@ -180,3 +181,17 @@ def scale_channels_grad(dy, x, s):
     _lib.scale_channels_cpu_grad(DTYPES[x.dtype], dx.data_ptr(), ds.data_ptr(), dy.data_ptr(), x.data_ptr(), s.data_ptr(),
         n, c, h * w, int(not x.is_contiguous()), torch.get_num_threads())
     return dx, ds
+
+# Depthwise F.conv_transpose2d(x, w, stride, padding, output_padding, groups=C) of a channels_last x
+# without bias (conv2d_gradfix); w [C, 1, kh, kw]. Returns a channels_last tensor like x's dtype.
+def depthwise_transpose(x, w, stride, padding, output_padding):
+    n, c, h, w_in = x.shape
+    kh, kw = w.shape[2:]
+    out_h = (h - 1) * stride[0] - 2 * padding[0] + kh + output_padding[0]
+    out_w = (w_in - 1) * stride[1] - 2 * padding[1] + kw + output_padding[1]
+    out = torch.empty([n, c, out_h, out_w], dtype=x.dtype, memory_format=torch.channels_last)
+    taps = w.reshape(c, kh * kw).t().float().contiguous() # [kh*kw, C]
+    if _lib.depthwise_transpose_cpu(DTYPES[x.dtype], out.data_ptr(), x.data_ptr(), taps.data_ptr(), n, c, h, w_in,
+            kh, kw, stride[0], stride[1], padding[0], padding[1], out_h, out_w, torch.get_num_threads()) != 0:
+        raise MemoryError('depthwise_transpose: out of memory for its per-thread sums')
+    return out
