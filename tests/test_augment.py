@@ -474,6 +474,26 @@ def test_no_onednn_convolution_in_any_pass_on_one_channel():
     assert kernels and 'aten::mkldnn_convolution' not in kernels, kernels
     assert torch.backends.mkldnn.enabled
 
+# Ops that fired for no image are left out on the CPU (their random draws still run): the images,
+# their gradients and the random stream afterwards equal those of the full computation, where every
+# op's identity matrix is built and applied.
+@pytest.mark.parametrize('channels', [1, 3])
+@pytest.mark.parametrize('name', ['bgc', 'bgcfnc'])
+def test_ops_that_fired_for_no_image_change_nothing(name, channels, monkeypatch):
+    def run(p, seed):
+        torch.manual_seed(seed)
+        x = random_images(6, channels, 16, seed=seed).requires_grad_(True)
+        y = make_pipe(p, **augpipe_specs[name])(x)
+        (g,) = torch.autograd.grad((y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum(), x)
+        return y.detach(), g, torch.rand([4])
+    cases = [(p, seed) for p in (0.01, 0.05, 0.2, 1.0) for seed in range(6)]
+    skipped = [run(*case) for case in cases]
+    monkeypatch.setattr(augment._Sampler, 'fired', lambda self, gate: True) # pylint: disable=protected-access
+    full = [run(*case) for case in cases]
+    for (p, seed), a, b in zip(cases, skipped, full):
+        for t_skip, t_full in zip(a, b):
+            assert torch.equal(t_skip, t_full), (p, seed)
+
 #----------------------------------------------------------------------------
 # Randomness: reproducible under a seed, independent per image, debug_percentile fixed.
 

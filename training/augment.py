@@ -173,7 +173,7 @@ def _reflect_pad(images, px, py):
 class _Sampler:
     # n images on device; debug_percentile None or q in [0, 1].
     def __init__(self, n, device, debug_percentile=None):
-        self.n, self.device, self.q = n, device, debug_percentile
+        self.n, self.device, self.q = n, torch.device(device), debug_percentile
 
     # Bool [N]: which images apply an op of the given probability.
     def gate(self, prob):
@@ -199,6 +199,12 @@ class _Sampler:
     # Integer in {0, ..., k - 1}, shape [N], as float.
     def choice(self, k):
         return torch.floor(self.uniform(0, k)).clamp(max=k - 1)
+
+    # Whether an op applies to any image: False lets the caller leave out its identity matrix (after
+    # its random draws, so the random stream stays the original's). Always True on CUDA, where
+    # reading the flag would wait for the GPU.
+    def fired(self, gate):
+        return self.device.type != 'cpu' or bool(gate.any())
 
 #----------------------------------------------------------------------------
 # Exact pixel blit: out(x) = in(G x) for an inverse transform G [N, 3, 3] whose 2x2 part
@@ -413,27 +419,33 @@ class AugmentPipe(torch.nn.Module):
             images = self._cutout(images, p, s)
         return images
 
-    # Inverse transform [N, 3, 3] of the pixel blits (integer entries), or None.
+    # Inverse transform [N, 3, 3] of the pixel blits (integer entries), or None when no blit op is on or fired.
     def _blit_matrix(self, p, s, H, W):
         if max(self.xflip, self.rotate90, self.xint) == 0:
             return None
         ref = torch.zeros([s.n], device=s.device)
         G = torch.eye(3, device=s.device).expand(s.n, 3, 3)
+        fired = False
         if self.xflip > 0:
-            i = torch.where(s.gate(self.xflip * p), s.choice(2), ref)
-            G = G @ _scale2d(1 - 2 * i, 1, ref)
+            gate, i = s.gate(self.xflip * p), s.choice(2)
+            if s.fired(gate):
+                G, fired = G @ _scale2d(1 - 2 * torch.where(gate, i, ref), 1, ref), True
         if self.rotate90 > 0:
             if H != W:
                 raise ValueError(f'rotate90 needs square images, got {H}x{W}')
-            k = torch.where(s.gate(self.rotate90 * p), s.choice(4), ref).long()
-            cos = misc.constant([1.0, 0.0, -1.0, 0.0], device=s.device)[k]
-            sin = misc.constant([0.0, 1.0, 0.0, -1.0], device=s.device)[k]
-            G = G @ _rotate2d(cos, sin, ref)
+            gate, k = s.gate(self.rotate90 * p), s.choice(4)
+            if s.fired(gate):
+                k = torch.where(gate, k, ref).long()
+                cos = misc.constant([1.0, 0.0, -1.0, 0.0], device=s.device)[k]
+                sin = misc.constant([0.0, 1.0, 0.0, -1.0], device=s.device)[k]
+                G, fired = G @ _rotate2d(cos, sin, ref), True
         if self.xint > 0:
             t = s.uniform(-self.xint_max, self.xint_max, cols=2)
-            t = torch.where(s.gate(self.xint * p)[:, None], t, torch.zeros_like(t))
-            G = G @ _translate2d(torch.round(t[:, 0] * W), torch.round(t[:, 1] * H), ref)
-        return G
+            gate = s.gate(self.xint * p)
+            if s.fired(gate):
+                t = torch.where(gate[:, None], t, torch.zeros_like(t))
+                G, fired = G @ _translate2d(torch.round(t[:, 0] * W), torch.round(t[:, 1] * H), ref), True
+        return G if fired else None
 
     # Inverse transform [N, 3, 3] of the general geometric ops and which images use it, or None.
     def _general_matrix(self, p, s, H, W):
@@ -448,19 +460,24 @@ class AugmentPipe(torch.nn.Module):
             if getattr(self, op) == 0:
                 continue
             gate = s.gate(p_rot if op == 'rotate' else getattr(self, op) * p)
+            if op == 'xfrac':
+                draw = s.normal(self.xfrac_std, cols=2)
+            else:
+                draw = s.uniform(-math.pi, math.pi) if op == 'rotate' else s.normal(getattr(self, op + '_std'))
+            if not s.fired(gate):
+                continue
             active = active | gate
             if op == 'scale':
-                v = torch.where(gate, torch.exp2(s.normal(self.scale_std)), one)
+                v = torch.where(gate, torch.exp2(draw), one)
                 G = G @ _scale2d(1 / v, 1 / v, ref)
             elif op == 'rotate':
-                theta = torch.where(gate, s.uniform(-math.pi, math.pi) * self.rotate_max, ref)
+                theta = torch.where(gate, draw * self.rotate_max, ref)
                 G = G @ _rotate2d(torch.cos(-theta), torch.sin(-theta), ref)
             elif op == 'aniso':
-                v = torch.where(gate, torch.exp2(s.normal(self.aniso_std)), one)
+                v = torch.where(gate, torch.exp2(draw), one)
                 G = G @ _scale2d(1 / v, v, ref)
             else:
-                t = s.normal(self.xfrac_std, cols=2)
-                t = torch.where(gate[:, None], t, torch.zeros_like(t))
+                t = torch.where(gate[:, None], draw, torch.zeros_like(draw))
                 G = G @ _translate2d(-t[:, 0] * W, -t[:, 1] * H, ref)
         return G, active
 
@@ -478,32 +495,44 @@ class AugmentPipe(torch.nn.Module):
                 out = out.index_copy(0, idx, resampled.to(out.dtype))
         return out
 
-    # Colour matrix [N, 4, 4] (brightness, contrast, then for RGB lumaflip, hue, saturation).
+    # Colour matrix [N, 4, 4] (brightness, contrast, then for RGB lumaflip, hue, saturation), or None when no op fired.
     def _color_matrix(self, p, s, C):
         ref = torch.zeros([s.n], device=s.device)
         one = torch.ones_like(ref)
         M = torch.eye(4, device=s.device).expand(s.n, 4, 4)
-        if self.brightness > 0:
-            b = torch.where(s.gate(self.brightness * p), s.normal(self.brightness_std), ref)
-            M = _translate3d(b, ref) @ M
-        if self.contrast > 0:
-            c = torch.where(s.gate(self.contrast * p), torch.exp2(s.normal(self.contrast_std)), one)
-            M = _scale3d(c, ref) @ M
-        if C == 3 and self.lumaflip > 0:
-            i = torch.where(s.gate(self.lumaflip * p), s.choice(2), ref)
-            M = _luma_chroma(1 - 2 * i, one, ref) @ M
-        if C == 3 and self.hue > 0:
-            theta = torch.where(s.gate(self.hue * p), s.uniform(-math.pi, math.pi) * self.hue_max, ref)
-            M = _rotate_luma(theta, ref) @ M
-        if C == 3 and self.saturation > 0:
-            v = torch.where(s.gate(self.saturation * p), torch.exp2(s.normal(self.saturation_std)), one)
-            M = _luma_chroma(one, v, ref) @ M
-        return M
+        fired = False
+        for op, enabled, draw, identity in (
+                ('brightness', self.brightness > 0, lambda: s.normal(self.brightness_std), ref),
+                ('contrast', self.contrast > 0, lambda: torch.exp2(s.normal(self.contrast_std)), one),
+                ('lumaflip', C == 3 and self.lumaflip > 0, lambda: s.choice(2), ref),
+                ('hue', C == 3 and self.hue > 0, lambda: s.uniform(-math.pi, math.pi) * self.hue_max, ref),
+                ('saturation', C == 3 and self.saturation > 0, lambda: torch.exp2(s.normal(self.saturation_std)), one)):
+            if not enabled:
+                continue
+            gate = s.gate(getattr(self, op) * p)
+            value = draw()
+            if not s.fired(gate):
+                continue
+            value, fired = torch.where(gate, value, identity), True
+            if op == 'brightness':
+                M = _translate3d(value, ref) @ M
+            elif op == 'contrast':
+                M = _scale3d(value, ref) @ M
+            elif op == 'lumaflip':
+                M = _luma_chroma(1 - 2 * value, one, ref) @ M
+            elif op == 'hue':
+                M = _rotate_luma(value, ref) @ M
+            else:
+                M = _luma_chroma(one, value, ref) @ M
+        return M if fired else None
 
     # Colour transforms, composed into one matrix and applied once.
     def _color(self, images, p, s):
         N, C, H, W = images.shape
-        M = self._color_matrix(p, s, C).to(images.dtype)
+        M = self._color_matrix(p, s, C)
+        if M is None: # No colour op fired: the identity.
+            return images
+        M = M.to(images.dtype)
         x = images.reshape(N, C, H * W)
         if C == 3:
             x = M[:, :3, :3] @ x + M[:, :3, 3:]

@@ -8,7 +8,7 @@ KNOWN_SOURCES = {
         classes=['StandingBatchNorm', 'Normalize2d', 'ConditionalBatchNorm2d', 'UnconditionalBatchNorm2d', 'VirtualBatchNorm1d', 'VirtualBatchNorm2d']),
     '0e807cf0db455faaae55d38e01f603daae0124842d2960e2bab1ad417bc24e5f': dict(release='gan-research 2026-11-29', path='torch_utils/spectral_norm.py', module='torch_utils.spectral_norm', family='BigGAN',
         classes=['SpectralNormConv2d', 'SpectralNormLinear', 'SpectralNormEmbedding']),
-    '035bb96eaf9f669dac2a14039d91797df504a066ab94005aab3a80bab760859a': dict(release='gan-research 2026-11-29', path='training/augment.py', module='training.augment', family='ADA AugmentPipe',
+    '386043ed29c0cee1fb231802ca664510bba013b43a73b7a2001a9bb333612d7a': dict(release='gan-research 2026-11-29', path='training/augment.py', module='training.augment', family='ADA AugmentPipe',
         classes=['AugmentPipe']),
     '104a3e517890c6463fb4837d9c254afdfa79bbf8bd804896356ba89a9dd87bbf': dict(release='gan-research 2026-11-29', path='training/networks_biggan.py', module='training.networks_biggan', family='BigGAN',
         classes=['OneHotEmbedding', 'SelfAttention', 'GeneratorBlock', 'DiscriminatorBlock', 'Generator', 'Discriminator']),
