@@ -1,4 +1,4 @@
-# Tests of the C kernels of bias_act on the CPU (torch_utils/ops/cpu_kernels.py, bias_act_cpu.c):
+# Tests of the C kernels of bias_act on the CPU (torch_utils/ops/cpu_kernels.py, cpu_kernels.c):
 # float32 results bit-identical to the PyTorch path they replace, bfloat16 results equal to float32
 # math on the same inputs rounded once, layouts, threads, and the fallbacks (kernels off, no
 # compiler, a failed build).

@@ -82,7 +82,7 @@ def test_non_editable_install(tmp_path):
     if result.returncode != 0 and 'setuptools' in result.stderr and 'No module named' in result.stderr:
         pytest.skip('setuptools is not installed in this environment')
     assert result.returncode == 0, result.stderr
-    for source in ('bias_act_cpu.c', 'bias_act.cu', 'bias_act.cpp', 'bias_act.h'): # Compiled at first use.
+    for source in ('cpu_kernels.c', 'bias_act.cu', 'bias_act.cpp', 'bias_act.h'): # Compiled at first use.
         assert (site / 'torch_utils' / 'ops' / source).is_file(), source
     code = ('import training, training.training_loop, training.network_files, metrics.metric_main; '
         'import sys; sys.stdout.write(training.__file__)')

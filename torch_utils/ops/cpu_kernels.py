@@ -1,4 +1,4 @@
-# Element-wise CPU kernels in C (bias_act_cpu.c), one pass over memory where the PyTorch path needs
+# CPU kernels in C (cpu_kernels.c), one pass over memory where the PyTorch path needs
 # several. Built at first use with the system C compiler (cc, or $CC) into torch_utils' plugin
 # build folder, keyed by a hash of the source, the compiler flags and this CPU (the code is compiled
 # for the CPU it runs on), and called through ctypes: no torch headers, a build takes about a second.
@@ -24,7 +24,7 @@ from torch_utils import precision
 #----------------------------------------------------------------------------
 
 ENV = 'TORCH_UTILS_CPU_KERNELS'     # '0' = off: the ops keep their PyTorch path.
-SOURCE = 'bias_act_cpu.c'
+SOURCE = 'cpu_kernels.c'
 CFLAGS = ('-O3', '-march=native', '-ffp-contract=off', '-fno-math-errno', '-fPIC', '-shared')
 DTYPES = {torch.float32: 0, torch.bfloat16: 1}
 ACTS = {'linear': 0, 'relu': 1, 'lrelu': 2}

@@ -1,17 +1,18 @@
-/* bias_act on the CPU in one pass over memory: the forward y = clamp(act(x + b) * gain) and the
- * derivative dx = dy * [|y| < clamp] * gain * act'(y), for float32 and bfloat16 tensors, linear,
- * relu and lrelu. Built with the system C compiler at first use and called through ctypes
- * (torch_utils/ops/cpu_kernels.py); see docs/ops.md.
- *
- * Memory is seen as [outer, channels, inner] with the bias along `channels`: a contiguous tensor
- * with the bias on dimension d has outer = prod(shape[:d]) and inner = prod(shape[d+1:]); a
- * channels_last image batch has outer = N*H*W and inner = 1. Without a bias, channels = 1.
+/* CPU kernels that do in one pass over memory what the PyTorch path does in several: bias_act
+ * (forward and derivative), StyleGAN2's demodulation + noise + bias_act (demod_bias_act) and the
+ * derivative of its input modulation (scale_channels), and strided depthwise transposed convolutions.
+ * For float32 and bfloat16 tensors. Built with the system C compiler at first use and called through
+ * ctypes (torch_utils/ops/cpu_kernels.py); see docs/ops.md, "CPU kernels".
  *
  * Every value is computed in float32 and rounded once when stored. For float32 tensors the
- * operations and their order are those of the PyTorch path (add, activation, gain, clamp; clamp
- * mask, gain, activation slope), so the results are bit-identical to it; for bfloat16 tensors the
- * PyTorch path rounds after each operation and this kernel only at the end (as the CUDA kernel does
- * with float16 and bfloat16), a difference of at most one unit in the last place. */
+ * operations and their order are those of the PyTorch path, so values are bit-identical to it (the
+ * sums of the backward passes add in another order); for bfloat16 tensors the PyTorch path rounds
+ * after each operation and these kernels only at the end (as the CUDA kernels do with float16 and
+ * bfloat16).
+ *
+ * bias_act sees memory as [outer, channels, inner] with the bias along `channels`: a contiguous
+ * tensor with the bias on dimension d has outer = prod(shape[:d]) and inner = prod(shape[d+1:]); a
+ * channels_last image batch has outer = N*H*W and inner = 1. Without a bias, channels = 1. */
 
 #include <math.h>
 #ifdef _OPENMP
