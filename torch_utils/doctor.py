@@ -118,7 +118,7 @@ def run_doctor(echo=print, build=True):
     for label, value in environment_rows():
         echo(f'  {label:18s} {value}')
     echo('')
-    echo('CPU kernels (bias_act on float32 / bfloat16 CPU tensors, built with the C compiler; docs/ops.md)')
+    echo('CPU kernels (bias_act, demodulation and more on float32 / bfloat16 CPU tensors; C, built at first use; docs/ops.md)')
     echo(f'  {cpu_kernel_state(build)}')
     echo('')
     if not torch.cuda.is_available():
