@@ -72,11 +72,9 @@ def _builder(module_name, sources, build_dir, **_build_key_items):
 
 def _loader(module_name, build_dir):
     lib = ctypes.CDLL(os.path.join(build_dir, f'{module_name}.so'))
-    lib.bias_act_cpu_forward.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long,
-        ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_int]
-    lib.bias_act_cpu_grad.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long,
-        ctypes.c_int, ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_int]
-    P, L, I, F = ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_float
+    P, L, I, F = ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_float # pointer, long, int, float
+    lib.bias_act_cpu_forward.argtypes = [I, P, P, P, L, L, L, I, F, F, F, I]
+    lib.bias_act_cpu_grad.argtypes = [I, P, P, P, L, I, F, F, F, I]
     lib.demod_bias_act_cpu_forward.argtypes = [I, P, P, P, P, P, L, L, L, I, I, F, F, F, I]
     lib.demod_bias_act_cpu_grad.argtypes = [I, P, P, P, P, P, P, P, P, P, L, L, L, I, I, F, F, F, I]
     lib.scale_channels_cpu_grad.argtypes = [I, P, P, P, P, P, L, L, L, I, I]
@@ -94,7 +92,7 @@ def library():
                 _lib, _state = _load()
                 if _state.startswith('failed'):
                     warnings.warn(f'Cannot build the CPU kernels ({SOURCE}): {_state[len("failed: "):]}\n'
-                        f'bias_act keeps its PyTorch path (same float32 results, slower). Set {ENV}=0 to silence this.',
+                        f'The ops keep their PyTorch path (same float32 results, slower). Set {ENV}=0 to silence this.',
                         RuntimeWarning, stacklevel=3)
     return _lib
 
