@@ -324,3 +324,25 @@ def test_depthwise_transpose_in_conv2d_gradfix():
     torch.testing.assert_close(on[0].float(), off[0].float(), rtol=1e-2, atol=2e-2)
     assert torch.equal(on[1], off[1]) # The backward is a strided conv2d either way.
     torch.testing.assert_close(on[2].float(), off[2].float(), rtol=1e-2, atol=1e-2)
+
+#----------------------------------------------------------------------------
+# A compiler without OpenMP (Apple's clang): the build retries without it and the kernels run on one
+# thread, with the same results. Two processes starting at once on an empty build folder: one builds,
+# the other waits for it, both load.
+
+def test_build_without_openmp(tmp_path):
+    script = tmp_path / 'cc-without-openmp'
+    script.write_text(f'#!/bin/sh\ncase "$*" in *-fopenmp*) echo "no OpenMP here" >&2; exit 1;; esac\nexec {shutil.which("cc")} "$@"\n')
+    script.chmod(0o755)
+    result = run_python(CHECK + 'print(bias_act.bias_act(torch.randn(4, 64, 64, 64), torch.ones(64), act="lrelu").shape)', tmp_path, CC=str(script))
+    assert 'status loaded warnings 0' in result.stdout, result.stderr
+
+def test_concurrent_first_builds(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in (cpu_kernels.ENV, 'CC')}
+    env.update(TORCH_UTILS_BUILD_DIR=str(tmp_path / 'build'), PYTHONPATH=ROOT)
+    procs = [subprocess.Popen([sys.executable, '-c', CHECK], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        for _ in range(2)]
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    for (out, err), proc in zip(outputs, procs):
+        assert proc.returncode == 0 and 'status loaded warnings 0' in out, err
+    assert len([p for p in (tmp_path / 'build').iterdir() if p.name.startswith('cpu_kernels-')]) == 1

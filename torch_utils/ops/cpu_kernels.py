@@ -42,17 +42,24 @@ def _torch_openmp_library():
     return found[0] if found else None
 
 #----------------------------------------------------------------------------
-# The compiler command line for one output file.
+# The compiler command lines to try, in order: with OpenMP (torch's runtime where it ships one),
+# then without OpenMP (one thread; e.g. Apple's clang has none), then also without -march=native.
 
-def _compile_command(compiler, source, output):
-    cmd = [compiler, *CFLAGS, '-fopenmp', source, '-o', output]
+def _compile_commands(compiler, source, output):
     gomp = _torch_openmp_library()
-    if gomp is not None:
-        cmd += [f'-L{os.path.dirname(gomp)}', f'-l:{os.path.basename(gomp)}', f'-Wl,-rpath,{os.path.dirname(gomp)}']
-    return cmd
+    link_gomp = [f'-L{os.path.dirname(gomp)}', f'-l:{os.path.basename(gomp)}', f'-Wl,-rpath,{os.path.dirname(gomp)}'] if gomp else []
+    portable = [flag for flag in CFLAGS if flag != '-march=native']
+    return [[compiler, *CFLAGS, '-fopenmp', source, '-o', output, *link_gomp],
+        [compiler, *CFLAGS, source, '-o', output],
+        [compiler, *portable, source, '-o', output]]
 
+# $CC, else the first of cc, gcc, clang on PATH; None when there is none.
 def _compiler():
-    return shutil.which(os.environ.get('CC') or 'cc')
+    for name in ([os.environ['CC']] if os.environ.get('CC') else ['cc', 'gcc', 'clang']):
+        path = shutil.which(name)
+        if path is not None:
+            return path
+    return None
 
 # What the binary depends on besides the source: the flags and the CPU it was compiled for.
 def _build_key():
@@ -65,10 +72,11 @@ def _build_key():
 # (Under build_or_load's lock; the library counts as built only once its done-marker is written.)
 def _builder(module_name, sources, build_dir, **_build_key_items):
     output = os.path.join(build_dir, f'{module_name}.so')
-    result = subprocess.run(_compile_command(_compiler(), sources[0], output), capture_output=True, text=True, timeout=300, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f'{" ".join(result.args)} failed:\n{result.stderr.strip()}')
-    return _loader(module_name, build_dir)
+    for cmd in _compile_commands(_compiler(), sources[0], output):
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+        if result.returncode == 0:
+            return _loader(module_name, build_dir)
+    raise RuntimeError(f'{" ".join(result.args)} failed:\n{result.stderr.strip()}')
 
 def _loader(module_name, build_dir):
     lib = ctypes.CDLL(os.path.join(build_dir, f'{module_name}.so'))
