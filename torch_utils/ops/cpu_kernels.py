@@ -1,5 +1,5 @@
 # CPU kernels in C (cpu_kernels.c), one pass over memory where the PyTorch path needs
-# several. Built at first use with the system C compiler (cc, or $CC) into torch_utils' plugin
+# several. Built at first use with the system C compiler ($CC, or cc, gcc, clang) into torch_utils' plugin
 # build folder, keyed by a hash of the source, the compiler flags and this CPU (the code is compiled
 # for the CPU it runs on), and called through ctypes: no torch headers, a build takes about a second.
 # Where no C compiler is found, or TORCH_UTILS_CPU_KERNELS=0 is set, the ops keep their PyTorch path
