@@ -32,6 +32,18 @@ typedef struct {
     float alpha, gain, clamp;               /* clamp < 0: no clamping. */
 } params_t;
 
+/* Threads for a call over `count` elements, and the bytes of one element of a dtype (0: float32, 1: bfloat16). */
+static inline int team_size(long count, int num_threads) {
+    return (count >= PARALLEL_MIN && num_threads > 1) ? num_threads : 1;
+}
+
+static inline long elem_size(int dtype) {
+    return (dtype == 0) ? 4 : 2;
+}
+
+/* Pointer `bytes` past p, as T. */
+#define AT(T, p, bytes) ((T)((const char *)(p) + (bytes)))
+
 static inline float bf16_load(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;
     float f;
@@ -126,7 +138,7 @@ int bias_act_cpu_forward(int dtype, void *out, const void *x, const void *b, lon
     params_t p = { act, alpha, gain, clamp };
     layout_t l = make_layout(outer, channels, inner);
     long units = l.rows * l.units_per_row;
-    int threads = (outer * channels * inner >= PARALLEL_MIN && num_threads > 1) ? num_threads : 1;
+    int threads = team_size(outer * channels * inner, num_threads);
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (long u = 0; u < units; u++) {
         long row = u / l.units_per_row;
@@ -147,7 +159,7 @@ int bias_act_cpu_grad(int dtype, void *out, const void *dy, const void *y, long 
                       float gain, float clamp, int num_threads) {
     params_t p = { act, alpha, gain, clamp };
     long units = (count + CHUNK - 1) / CHUNK;
-    int threads = (count >= PARALLEL_MIN && num_threads > 1) ? num_threads : 1;
+    int threads = team_size(count, num_threads);
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (long u = 0; u < units; u++) {
         long start = u * CHUNK;
@@ -248,19 +260,17 @@ int demod_bias_act_cpu_forward(int dtype, void *out, const void *x, const void *
                                long N, long C, long HW, int channels_last, int act, float alpha, float gain,
                                float clamp, int num_threads) {
     params_t p = { act, alpha, gain, clamp };
-    int threads = (N * C * HW >= PARALLEL_MIN && num_threads > 1) ? num_threads : 1;
-    long size = (dtype == 0) ? 4 : 2;
+    int threads = team_size(N * C * HW, num_threads);
+    long size = elem_size(dtype);
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (long n = 0; n < N; n++) {
-        long o = n * C * HW * size;
-        const char *nz = (noise != NULL) ? (const char *)noise + n * HW * size : NULL;
-        const char *dn = (const char *)d + n * C * size;
+        long o = n * C * HW * size, on = n * HW * size, od = n * C * size;
         if (dtype == 0)
-            f32_demod_forward_sample((float *)((char *)out + o), (const float *)((const char *)x + o), (const float *)dn,
-                                     (const float *)nz, (const float *)b, C, HW, channels_last, p);
+            f32_demod_forward_sample(AT(float *, out, o), AT(const float *, x, o), AT(const float *, d, od),
+                                     noise ? AT(const float *, noise, on) : NULL, (const float *)b, C, HW, channels_last, p);
         else
-            bf16_demod_forward_sample((uint16_t *)((char *)out + o), (const uint16_t *)((const char *)x + o), (const uint16_t *)dn,
-                                      (const uint16_t *)nz, (const uint16_t *)b, C, HW, channels_last, p);
+            bf16_demod_forward_sample(AT(uint16_t *, out, o), AT(const uint16_t *, x, o), AT(const uint16_t *, d, od),
+                                      noise ? AT(const uint16_t *, noise, on) : NULL, (const uint16_t *)b, C, HW, channels_last, p);
     }
     return 0;
 }
@@ -269,20 +279,17 @@ int demod_bias_act_cpu_grad(int dtype, void *dx, float *dd, float *dnoise, float
                             const void *y, const void *x, const void *d, long N, long C, long HW, int channels_last,
                             int act, float alpha, float gain, float clamp, int num_threads) {
     params_t p = { act, alpha, gain, clamp };
-    int threads = (N * C * HW >= PARALLEL_MIN && num_threads > 1) ? num_threads : 1;
-    long size = (dtype == 0) ? 4 : 2;
+    int threads = team_size(N * C * HW, num_threads);
+    long size = elem_size(dtype);
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (long n = 0; n < N; n++) {
-        long o = n * C * HW * size;
-        const char *dn = (const char *)d + n * C * size;
+        long o = n * C * HW * size, od = n * C * size;
         if (dtype == 0)
-            f32_demod_grad_sample((float *)((char *)dx + o), dd + n * C, dnoise + n * HW, db_rows + n * C,
-                                  (const float *)((const char *)dy + o), (const float *)((const char *)y + o),
-                                  (const float *)((const char *)x + o), (const float *)dn, C, HW, channels_last, p);
+            f32_demod_grad_sample(AT(float *, dx, o), dd + n * C, dnoise + n * HW, db_rows + n * C, AT(const float *, dy, o),
+                                  AT(const float *, y, o), AT(const float *, x, o), AT(const float *, d, od), C, HW, channels_last, p);
         else
-            bf16_demod_grad_sample((uint16_t *)((char *)dx + o), dd + n * C, dnoise + n * HW, db_rows + n * C,
-                                   (const uint16_t *)((const char *)dy + o), (const uint16_t *)((const char *)y + o),
-                                   (const uint16_t *)((const char *)x + o), (const uint16_t *)dn, C, HW, channels_last, p);
+            bf16_demod_grad_sample(AT(uint16_t *, dx, o), dd + n * C, dnoise + n * HW, db_rows + n * C, AT(const uint16_t *, dy, o),
+                                   AT(const uint16_t *, y, o), AT(const uint16_t *, x, o), AT(const uint16_t *, d, od), C, HW, channels_last, p);
     }
     for (long c = 0; c < C; c++) {
         float s = 0.0f;
@@ -332,18 +339,17 @@ DEFINE_SCALE(bf16, uint16_t, bf16_load, bf16_store)
 
 int scale_channels_cpu_grad(int dtype, void *dx, float *ds, const void *dy, const void *x, const void *s, long N,
                             long C, long HW, int channels_last, int num_threads) {
-    int threads = (N * C * HW >= PARALLEL_MIN && num_threads > 1) ? num_threads : 1;
-    long size = (dtype == 0) ? 4 : 2;
+    int threads = team_size(N * C * HW, num_threads);
+    long size = elem_size(dtype);
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (long n = 0; n < N; n++) {
-        long o = n * C * HW * size;
-        const char *sn = (const char *)s + n * C * size;
+        long o = n * C * HW * size, os = n * C * size;
         if (dtype == 0)
-            f32_scale_grad_sample((float *)((char *)dx + o), ds + n * C, (const float *)((const char *)dy + o),
-                                  (const float *)((const char *)x + o), (const float *)sn, C, HW, channels_last);
+            f32_scale_grad_sample(AT(float *, dx, o), ds + n * C, AT(const float *, dy, o), AT(const float *, x, o),
+                                  AT(const float *, s, os), C, HW, channels_last);
         else
-            bf16_scale_grad_sample((uint16_t *)((char *)dx + o), ds + n * C, (const uint16_t *)((const char *)dy + o),
-                                   (const uint16_t *)((const char *)x + o), (const uint16_t *)sn, C, HW, channels_last);
+            bf16_scale_grad_sample(AT(uint16_t *, dx, o), ds + n * C, AT(const uint16_t *, dy, o), AT(const uint16_t *, x, o),
+                                   AT(const uint16_t *, s, os), C, HW, channels_last);
     }
     return 0;
 }
@@ -391,8 +397,8 @@ DEFINE_DWT(bf16, uint16_t, bf16_load, bf16_store)
 
 int depthwise_transpose_cpu(int dtype, void *out, const void *x, const float *w, long N, long C, long H, long W,
                             long kh, long kw, long sy, long sx, long py, long px, long OH, long OW, int num_threads) {
-    int threads = (N * C * OH * OW >= PARALLEL_MIN && num_threads > 1) ? num_threads : 1;
-    long size = (dtype == 0) ? 4 : 2;
+    int threads = team_size(N * C * OH * OW, num_threads);
+    long size = elem_size(dtype);
     long stride = (OW * C + 31) / 16 * 16;  /* Per-thread row sums, apart by at least one cache line. */
     float *acc_all = (float *)malloc(sizeof(float) * (size_t)(stride * threads));
     if (acc_all == NULL)
@@ -404,13 +410,11 @@ int depthwise_transpose_cpu(int dtype, void *out, const void *x, const float *w,
 #else
         float *acc = acc_all;
 #endif
-        long n = row / OH, oy = row % OH;
-        char *o = (char *)out + (n * OH + oy) * OW * C * size;
-        const char *xn = (const char *)x + n * H * W * C * size;
+        long n = row / OH, oy = row % OH, o = row * OW * C * size, ox = n * H * W * C * size;
         if (dtype == 0)
-            f32_dwt_row((float *)o, (const float *)xn, w, acc, oy, H, W, C, kh, kw, sy, sx, py, px, OW);
+            f32_dwt_row(AT(float *, out, o), AT(const float *, x, ox), w, acc, oy, H, W, C, kh, kw, sy, sx, py, px, OW);
         else
-            bf16_dwt_row((uint16_t *)o, (const uint16_t *)xn, w, acc, oy, H, W, C, kh, kw, sy, sx, py, px, OW);
+            bf16_dwt_row(AT(uint16_t *, out, o), AT(const uint16_t *, x, ox), w, acc, oy, H, W, C, kh, kw, sy, sx, py, px, OW);
     }
     free(acc_all);
     return 0;
