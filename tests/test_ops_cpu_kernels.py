@@ -346,3 +346,40 @@ def test_concurrent_first_builds(tmp_path):
     for (out, err), proc in zip(outputs, procs):
         assert proc.returncode == 0 and 'status loaded warnings 0' in out, err
     assert len([p for p in (tmp_path / 'build').iterdir() if p.name.startswith('cpu_kernels-')]) == 1
+
+#----------------------------------------------------------------------------
+# A whole mixed-precision generator and discriminator (bfloat16 blocks, channels_last) in training mode
+# (random noise, unfused modulation), with a path-length-style gradient of a gradient: with the kernels
+# the images and all parameter gradients are at least as close to the same networks in float32 as the
+# PyTorch path's bfloat16 results are (the kernels round once where it rounds after every step).
+
+def test_networks_with_and_without_kernels():
+    from training import networks_stylegan2
+    torch.manual_seed(0)
+    G = networks_stylegan2.Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3, mapping_kwargs=dict(num_layers=2),
+        synthesis_kwargs=dict(channel_base=512, channel_max=32, num_fp16_res=2, conv_clamp=256, mixed_dtype='bfloat16', fp16_channels_last=True))
+    D = networks_stylegan2.Discriminator(c_dim=0, img_resolution=16, img_channels=3, channel_base=512, channel_max=32,
+        num_fp16_res=2, conv_clamp=256, block_kwargs=dict(mixed_dtype='bfloat16', fp16_channels_last=True))
+    assert G.synthesis.b16.use_fp16 and D.b16.use_fp16
+    with torch.no_grad(): # Trained-looking values where a fresh network has zeros (noise strengths, biases).
+        for name, param in list(G.named_parameters()) + list(D.named_parameters()):
+            if name.endswith('noise_strength') or name.endswith('.bias'):
+                param.copy_(torch.randn(param.shape, generator=torch.Generator().manual_seed(len(name))) * 0.3)
+    z = torch.randn([8, 16])
+    def run(force_fp32=False):
+        torch.manual_seed(1)
+        ws = G.mapping(z, None)
+        img = G.synthesis(ws, force_fp32=force_fp32)
+        logits = D(img, None, force_fp32=force_fp32)
+        grads = torch.autograd.grad(logits.sum(), list(G.parameters()) + list(D.parameters()), allow_unused=True)
+        torch.manual_seed(2)
+        img2 = G.synthesis(ws, force_fp32=force_fp32)
+        pl_grad, = torch.autograd.grad((img2 * torch.randn_like(img2)).sum(), [ws], create_graph=True)
+        pl_grads = torch.autograd.grad(pl_grad.square().sum(), list(G.synthesis.parameters()), allow_unused=True)
+        flat = torch.cat([g.flatten() for g in grads + pl_grads if g is not None])
+        return img.detach(), flat
+    on, off, ref = with_kernels(True, run), with_kernels(False, run), run(force_fp32=True)
+    def error(result, which):
+        return ((result[which] - ref[which]).norm() / ref[which].norm()).item()
+    for which in (0, 1):
+        assert error(on, which) < 0.08 and error(on, which) <= 1.25 * error(off, which) + 1e-3, (which, error(on, which), error(off, which))
