@@ -285,6 +285,8 @@ def test_scale_channels(dtype, layout):
     torch.testing.assert_close(ds, expected, rtol=1e-5, atol=1e-5)
     if dtype == torch.float32:
         torch.testing.assert_close(ds, ref[2], rtol=1e-5, atol=1e-6)
+    with torch.no_grad(): # Generation: the kernel's forward alone.
+        assert torch.equal(demod_bias_act.scale_channels(x, s), x * s.to(dtype).reshape(3, 8, 1, 1))
     # A graph of the gradient (path length): torch ops, the same first derivative.
     xx, ss = x.detach().requires_grad_(True), s.detach().requires_grad_(True)
     dx2, = torch.autograd.grad(demod_bias_act.scale_channels(xx, ss), [xx], dy, create_graph=True)

@@ -419,3 +419,37 @@ int depthwise_transpose_cpu(int dtype, void *out, const void *x, const float *w,
     free(acc_all);
     return 0;
 }
+
+/* The forward of scale_channels: out = x * s[n, c], the same values as torch's product (one rounding). */
+#define DEFINE_SCALE_FORWARD(NAME, T, LOAD, STORE)                                                     \
+static void NAME##_scale_forward_sample(T *out, const T *x, const T *s, long C, long HW, int channels_last) { \
+    if (channels_last) {                                                                               \
+        for (long hw = 0; hw < HW; hw++)                                                               \
+            for (long c = 0; c < C; c++)                                                               \
+                out[hw * C + c] = STORE(LOAD(x[hw * C + c]) * LOAD(s[c]));                             \
+    } else {                                                                                           \
+        for (long c = 0; c < C; c++) {                                                                 \
+            float sc = LOAD(s[c]);                                                                     \
+            for (long hw = 0; hw < HW; hw++)                                                           \
+                out[c * HW + hw] = STORE(LOAD(x[c * HW + hw]) * sc);                                   \
+        }                                                                                              \
+    }                                                                                                  \
+}
+
+DEFINE_SCALE_FORWARD(f32, float, f32_load, f32_store)
+DEFINE_SCALE_FORWARD(bf16, uint16_t, bf16_load, bf16_store)
+
+int scale_channels_cpu_forward(int dtype, void *out, const void *x, const void *s, long N, long C, long HW,
+                               int channels_last, int num_threads) {
+    int threads = team_size(N * C * HW, num_threads);
+    long size = elem_size(dtype);
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (long n = 0; n < N; n++) {
+        long o = n * C * HW * size, os = n * C * size;
+        if (dtype == 0)
+            f32_scale_forward_sample(AT(float *, out, o), AT(const float *, x, o), AT(const float *, s, os), C, HW, channels_last);
+        else
+            bf16_scale_forward_sample(AT(uint16_t *, out, o), AT(const uint16_t *, x, o), AT(const uint16_t *, s, os), C, HW, channels_last);
+    }
+    return 0;
+}

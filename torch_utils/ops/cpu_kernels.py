@@ -86,6 +86,7 @@ def _loader(module_name, build_dir):
     lib.demod_bias_act_cpu_forward.argtypes = [I, P, P, P, P, P, L, L, L, I, I, F, F, F, I]
     lib.demod_bias_act_cpu_grad.argtypes = [I, P, P, P, P, P, P, P, P, P, L, L, L, I, I, F, F, F, I]
     lib.scale_channels_cpu_grad.argtypes = [I, P, P, P, P, P, L, L, L, I, I]
+    lib.scale_channels_cpu_forward.argtypes = [I, P, P, P, L, L, L, I, I]
     lib.depthwise_transpose_cpu.argtypes = [I, P, P, P] + [L] * 12 + [I]
     return lib
 
@@ -177,6 +178,14 @@ def demod_bias_act_grad(dy, y, x, d, act, alpha, gain, clamp):
         db_rows.data_ptr(), dy.data_ptr(), y.data_ptr(), x.data_ptr(), d.data_ptr(), n, c, h * w,
         int(not x.is_contiguous()), ACTS[act], alpha, gain, clamp, torch.get_num_threads())
     return dx, dd.view(n, c), dnoise.view(n, h * w), db
+
+# x * s[:, :, None, None] (demod_bias_act.scale_channels), values equal to torch's product; s [N, C] contiguous.
+def scale_channels_forward(x, s):
+    n, c, h, w = x.shape
+    out = torch.empty_like(x)
+    _lib.scale_channels_cpu_forward(DTYPES[x.dtype], out.data_ptr(), x.data_ptr(), s.data_ptr(), n, c, h * w,
+        int(not x.is_contiguous()), torch.get_num_threads())
+    return out
 
 # The derivative of x * s[:, :, None, None] (demod_bias_act.scale_channels): (dx like x, ds [N, C] float32).
 # dy must have x's dtype and strides.

@@ -60,15 +60,17 @@ def _kernel_applies(x, act):
 def scale_channels(x, s):
     """x * s[:, :, None, None] for x [N, C, H, W] and s [N, C] (cast to x's dtype); same values as that product."""
     s = s.to(x.dtype)
-    if _kernel_applies(x, 'linear') and torch.is_grad_enabled() and (x.requires_grad or s.requires_grad):
+    if not _kernel_applies(x, 'linear'):
+        return x * s.reshape(*s.shape, 1, 1)
+    if torch.is_grad_enabled() and (x.requires_grad or s.requires_grad):
         return _ScaleChannels.apply(x, s)
-    return x * s.reshape(*s.shape, 1, 1)
+    return cpu_kernels.scale_channels_forward(x, s.contiguous())
 
 class _ScaleChannels(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, s):  # pylint: disable=arguments-differ
         ctx.save_for_backward(x, s)
-        return x * s.reshape(*s.shape, 1, 1)
+        return cpu_kernels.scale_channels_forward(x, s.contiguous())
 
     @staticmethod
     def backward(ctx, dy):  # pylint: disable=arguments-differ
