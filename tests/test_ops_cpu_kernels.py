@@ -260,6 +260,11 @@ def test_demod_errors_and_other_tensors():
     x = torch.randn(2, 3, 4, 4)
     with pytest.raises(ValueError, match='d must be'):
         demod_bias_act.demod_bias_act(x, torch.ones(2, 4), None, torch.zeros(3))
+    with pytest.raises(ValueError, match='s must be'):
+        demod_bias_act.scale_channels(x, torch.ones(2, 4))
+    noise = torch.randn(2, 3, 4, 4) # Per channel: not the kernel's form, so the composition.
+    y = demod_bias_act.demod_bias_act(x, torch.ones(2, 3), noise, torch.zeros(3), act='lrelu')
+    assert torch.equal(y, demod_bias_act._demod_bias_act_ref(x, torch.ones(2, 3), noise, torch.zeros(3), 'lrelu', 0.2, np.sqrt(2), -1))
     x64 = x.double() # No kernel: the composition.
     y = demod_bias_act.demod_bias_act(x64, torch.ones(2, 3), None, torch.zeros(3), act='relu')
     assert y.dtype == torch.float64 and torch.equal(y, bias_act.bias_act(x64, torch.zeros(3, dtype=torch.float64), act='relu'))

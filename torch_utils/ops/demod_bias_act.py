@@ -40,7 +40,7 @@ def demod_bias_act(x, d, noise, b, act='linear', alpha=None, gain=None, clamp=No
             f'{list(x.shape)}, got {list(d.shape)} and {list(b.shape)}')
     d, b = d.to(x.dtype), b.to(x.dtype)
     noise = noise.to(x.dtype) if noise is not None else None
-    if _kernel_applies(x, act):
+    if _kernel_applies(x, act) and _per_pixel(noise, x):
         return _DemodBiasAct.apply(x, d, noise, b, act, alpha, gain, clamp)
     return _demod_bias_act_ref(x, d, noise, b, act, alpha, gain, clamp)
 
@@ -49,6 +49,13 @@ def _demod_bias_act_ref(x, d, noise, b, act, alpha, gain, clamp):
     d = d.reshape(*d.shape, 1, 1)
     x = fma.fma(x, d, noise) if noise is not None else x * d
     return bias_act.bias_act(x, b, act=act, alpha=alpha, gain=gain, clamp=clamp, inplace=True)
+
+# Whether noise is None or one value per sample and pixel (broadcastable to [N, 1, H, W]), as the kernel takes it.
+def _per_pixel(noise, x):
+    if noise is None:
+        return True
+    shape = [1] * (4 - noise.ndim) + list(noise.shape)
+    return noise.ndim <= 4 and shape[0] in (1, x.shape[0]) and shape[1] == 1 and shape[2:] == list(x.shape[2:])
 
 def _kernel_applies(x, act):
     dense = x.ndim == 4 and (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))
@@ -59,6 +66,8 @@ def _kernel_applies(x, act):
 
 def scale_channels(x, s):
     """x * s[:, :, None, None] for x [N, C, H, W] and s [N, C] (cast to x's dtype); same values as that product."""
+    if x.ndim != 4 or list(s.shape) != list(x.shape[:2]):
+        raise ValueError(f'scale_channels: s must be [{", ".join(map(str, x.shape[:2]))}] for x of shape {list(x.shape)}, got {list(s.shape)}')
     s = s.to(x.dtype)
     if not _kernel_applies(x, 'linear'):
         return x * s.reshape(*s.shape, 1, 1)
