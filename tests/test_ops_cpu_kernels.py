@@ -144,6 +144,10 @@ def test_gradient_in_another_layout():
 #----------------------------------------------------------------------------
 # Where the kernels do not apply, the PyTorch path runs: float64, float16, a strided view.
 
+def test_strided_bias():
+    x, b = sample([2, 3, 4, 4], torch.float32, 60), sample([6], torch.float32, 61)[::2] # A view with stride 2.
+    assert torch.equal(bias_act.bias_act(x, b, act='lrelu'), bias_act.bias_act(x, b.contiguous(), act='lrelu', impl='ref'))
+
 def test_other_tensors_keep_the_torch_path():
     for x in (torch.randn(2, 3, 4, 4, dtype=torch.float64), torch.randn(2, 3, 4, 4).half(), torch.randn(2, 3, 4, 8)[..., ::2]):
         y = bias_act.bias_act(x, torch.ones(3, dtype=x.dtype), act='lrelu')

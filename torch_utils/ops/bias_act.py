@@ -144,7 +144,7 @@ def _fused_forward(x, b, dim, act, alpha, gain, clamp, inplace=False):
     layout = _kernel_layout(x, b, dim)
     if layout is not None:
         out = x if inplace else torch.empty_like(x)
-        return cpu_kernels.bias_act_forward(out, x, b.reshape(-1) if b is not None else None, layout, act, alpha, gain, clamp)
+        return cpu_kernels.bias_act_forward(out, x, b.reshape(-1).contiguous() if b is not None else None, layout, act, alpha, gain, clamp)
     if inplace:
         y = x.add_(b) if b is not None else x
     else:
