@@ -363,7 +363,7 @@ int scale_channels_cpu_grad(int dtype, void *dx, float *ds, const void *dy, cons
  * convolutions), where torch's kernel is slow. */
 
 #define DEFINE_DWT(NAME, T, LOAD, STORE)                                                               \
-static void NAME##_dwt_row(T *restrict out, const T *restrict x, const float *restrict w,              \
+static inline __attribute__((always_inline)) void NAME##_dwt_row(T *restrict out, const T *restrict x, const float *restrict w, \
                            float *restrict acc, long oy, long H, long W, long C, long kh, long kw,     \
                            long sy, long sx, long py, long px, long OW) {                              \
     for (long i = 0; i < OW * C; i++)                                                                  \
@@ -395,6 +395,13 @@ static void NAME##_dwt_row(T *restrict out, const T *restrict x, const float *re
 DEFINE_DWT(f32, float, f32_load, f32_store)
 DEFINE_DWT(bf16, uint16_t, bf16_load, bf16_store)
 
+/* The same with 32 channels known at compile time (the demo's width), where the loops over C are too
+ * short for the general code's setup: the same operations in the same order. */
+static void bf16_dwt_row_c32(uint16_t *out, const uint16_t *x, const float *w, float *acc, long oy, long H, long W,
+                             long kh, long kw, long sy, long sx, long py, long px, long OW) {
+    bf16_dwt_row(out, x, w, acc, oy, H, W, 32, kh, kw, sy, sx, py, px, OW);
+}
+
 int depthwise_transpose_cpu(int dtype, void *out, const void *x, const float *w, long N, long C, long H, long W,
                             long kh, long kw, long sy, long sx, long py, long px, long OH, long OW, int num_threads) {
     int threads = team_size(N * C * OH * OW, num_threads);
@@ -413,6 +420,8 @@ int depthwise_transpose_cpu(int dtype, void *out, const void *x, const float *w,
         long n = row / OH, oy = row % OH, o = row * OW * C * size, ox = n * H * W * C * size;
         if (dtype == 0)
             f32_dwt_row(AT(float *, out, o), AT(const float *, x, ox), w, acc, oy, H, W, C, kh, kw, sy, sx, py, px, OW);
+        else if (C == 32)
+            bf16_dwt_row_c32(AT(uint16_t *, out, o), AT(const uint16_t *, x, ox), w, acc, oy, H, W, kh, kw, sy, sx, py, px, OW);
         else
             bf16_dwt_row(AT(uint16_t *, out, o), AT(const uint16_t *, x, ox), w, acc, oy, H, W, C, kh, kw, sy, sx, py, px, OW);
     }
