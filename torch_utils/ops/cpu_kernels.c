@@ -85,14 +85,17 @@ static inline float grad_value(float dy, float y, params_t p) {
     return d;
 }
 
-/* One unit of work: elements [start, end) of one row. A row is `channels` elements with a
- * bias vector (inner == 1) or `inner` elements with one bias value (inner > 1). */
+/* One unit of work: elements [start, end). With a bias vector (inner == 1), whole rows of `row_len`
+ * (= channels) elements from start, or the part of one row from channel bias_index when a row is
+ * longer than a unit; otherwise part of one row of `inner` elements with one bias value. */
 #define DEFINE_ROWS(NAME, T, LOAD, STORE)                                                              \
 static void NAME##_forward_row(T *out, const T *x, const T *b, long bias_index, int vector_bias,      \
-                               long start, long end, params_t p) {                             \
+                               long start, long end, long row_len, params_t p) {                       \
     if (b != NULL && vector_bias) {                                                                    \
-        for (long i = start; i < end; i++)                                                             \
-            out[i] = STORE(forward_value(LOAD(x[i]) + LOAD(b[i - start + bias_index]), p));           \
+        long len = (end - start < row_len) ? end - start : row_len;                                    \
+        for (long r = start; r < end; r += len)                                                        \
+            for (long c = 0; c < len; c++)                                                             \
+                out[r + c] = STORE(forward_value(LOAD(x[r + c]) + LOAD(b[c + bias_index]), p));       \
     } else {                                                                                           \
         float bias = (b != NULL) ? LOAD(b[bias_index]) : 0.0f;                                         \
         if (b != NULL) {                                                                               \
@@ -115,9 +118,10 @@ static inline float f32_store(float v) { return v; }
 DEFINE_ROWS(f32, float, f32_load, f32_store)
 DEFINE_ROWS(bf16, uint16_t, bf16_load, bf16_store)
 
-/* Work units of a [outer, channels, inner] tensor: rows cut into chunks of at most CHUNK. */
+/* Work units of a [outer, channels, inner] tensor: rows cut into chunks of at most CHUNK, or, with a
+ * bias vector and rows shorter than a chunk (channels_last), blocks of rows_per_unit whole rows. */
 typedef struct {
-    long rows, row_len, units_per_row;
+    long rows, row_len, units_per_row, rows_per_unit;
     int vector_bias;
 } layout_t;
 
@@ -129,6 +133,7 @@ static layout_t make_layout(long outer, long channels, long inner) {
     l.units_per_row = (l.row_len + CHUNK - 1) / CHUNK;
     if (l.units_per_row < 1)
         l.units_per_row = 1;
+    l.rows_per_unit = (l.vector_bias && l.row_len > 0 && l.row_len <= CHUNK) ? CHUNK / l.row_len : 1;
     return l;
 }
 
@@ -137,19 +142,20 @@ int bias_act_cpu_forward(int dtype, void *out, const void *x, const void *b, lon
                          long inner, int act, float alpha, float gain, float clamp, int num_threads) {
     params_t p = { act, alpha, gain, clamp };
     layout_t l = make_layout(outer, channels, inner);
-    long units = l.rows * l.units_per_row;
+    long blocks = (l.rows + l.rows_per_unit - 1) / l.rows_per_unit, units = blocks * l.units_per_row;
     int threads = team_size(outer * channels * inner, num_threads);
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (long u = 0; u < units; u++) {
-        long row = u / l.units_per_row;
+        long row = (u / l.units_per_row) * l.rows_per_unit;
+        long rows = (l.rows - row < l.rows_per_unit) ? l.rows - row : l.rows_per_unit;
         long offset = (u % l.units_per_row) * CHUNK;
-        long len = (l.row_len - offset < CHUNK) ? l.row_len - offset : CHUNK;
+        long len = (l.rows_per_unit > 1) ? rows * l.row_len : ((l.row_len - offset < CHUNK) ? l.row_len - offset : CHUNK);
         long start = row * l.row_len + offset;
         long bias_index = l.vector_bias ? offset : row % channels;
         if (dtype == 0)
-            f32_forward_row((float *)out, (const float *)x, (const float *)b, bias_index, l.vector_bias, start, start + len, p);
+            f32_forward_row((float *)out, (const float *)x, (const float *)b, bias_index, l.vector_bias, start, start + len, l.row_len, p);
         else
-            bf16_forward_row((uint16_t *)out, (const uint16_t *)x, (const uint16_t *)b, bias_index, l.vector_bias, start, start + len, p);
+            bf16_forward_row((uint16_t *)out, (const uint16_t *)x, (const uint16_t *)b, bias_index, l.vector_bias, start, start + len, l.row_len, p);
     }
     return 0;
 }
