@@ -41,6 +41,14 @@ static inline long elem_size(int dtype) {
     return (dtype == 0) ? 4 : 2;
 }
 
+/* The start of a function that runs one dtype-specialised kernel per sample n of an [N, C, H, W] tensor:
+ * `size` bytes per element, and the threads for `count` elements on the loop that follows. Inside it,
+ * n * C * HW * size is a sample's byte offset and n * C * size its offset in an [N, C] tensor. */
+#define PER_SAMPLE_LOOP(dtype, count, num_threads)                                                     \
+    long size = elem_size(dtype);                                                                      \
+    int threads __attribute__((unused)) = team_size(count, num_threads);                                                       \
+    _Pragma("omp parallel for num_threads(threads) schedule(static)")
+
 /* Pointer `bytes` past p, as T. */
 #define AT(T, p, bytes) ((T)((const char *)(p) + (bytes)))
 
@@ -143,7 +151,7 @@ int bias_act_cpu_forward(int dtype, void *out, const void *x, const void *b, lon
     params_t p = { act, alpha, gain, clamp };
     layout_t l = make_layout(outer, channels, inner);
     long blocks = (l.rows + l.rows_per_unit - 1) / l.rows_per_unit, units = blocks * l.units_per_row;
-    int threads = team_size(outer * channels * inner, num_threads);
+    int threads __attribute__((unused)) = team_size(outer * channels * inner, num_threads);
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (long u = 0; u < units; u++) {
         long row = (u / l.units_per_row) * l.rows_per_unit;
@@ -165,7 +173,7 @@ int bias_act_cpu_grad(int dtype, void *out, const void *dy, const void *y, long 
                       float gain, float clamp, int num_threads) {
     params_t p = { act, alpha, gain, clamp };
     long units = (count + CHUNK - 1) / CHUNK;
-    int threads = team_size(count, num_threads);
+    int threads __attribute__((unused)) = team_size(count, num_threads);
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (long u = 0; u < units; u++) {
         long start = u * CHUNK;
@@ -266,9 +274,7 @@ int demod_bias_act_cpu_forward(int dtype, void *out, const void *x, const void *
                                long N, long C, long HW, int channels_last, int act, float alpha, float gain,
                                float clamp, int num_threads) {
     params_t p = { act, alpha, gain, clamp };
-    int threads = team_size(N * C * HW, num_threads);
-    long size = elem_size(dtype);
-    #pragma omp parallel for num_threads(threads) schedule(static)
+    PER_SAMPLE_LOOP(dtype, N * C * HW, num_threads)
     for (long n = 0; n < N; n++) {
         long o = n * C * HW * size, on = n * HW * size, od = n * C * size;
         if (dtype == 0)
@@ -285,9 +291,7 @@ int demod_bias_act_cpu_grad(int dtype, void *dx, float *dd, float *dnoise, float
                             const void *y, const void *x, const void *d, long N, long C, long HW, int channels_last,
                             int act, float alpha, float gain, float clamp, int num_threads) {
     params_t p = { act, alpha, gain, clamp };
-    int threads = team_size(N * C * HW, num_threads);
-    long size = elem_size(dtype);
-    #pragma omp parallel for num_threads(threads) schedule(static)
+    PER_SAMPLE_LOOP(dtype, N * C * HW, num_threads)
     for (long n = 0; n < N; n++) {
         long o = n * C * HW * size, od = n * C * size;
         if (dtype == 0)
@@ -345,9 +349,7 @@ DEFINE_SCALE(bf16, uint16_t, bf16_load, bf16_store)
 
 int scale_channels_cpu_grad(int dtype, void *dx, float *ds, const void *dy, const void *x, const void *s, long N,
                             long C, long HW, int channels_last, int num_threads) {
-    int threads = team_size(N * C * HW, num_threads);
-    long size = elem_size(dtype);
-    #pragma omp parallel for num_threads(threads) schedule(static)
+    PER_SAMPLE_LOOP(dtype, N * C * HW, num_threads)
     for (long n = 0; n < N; n++) {
         long o = n * C * HW * size, os = n * C * size;
         if (dtype == 0)
@@ -410,7 +412,7 @@ static void bf16_dwt_row_c32(uint16_t *out, const uint16_t *x, const float *w, f
 
 int depthwise_transpose_cpu(int dtype, void *out, const void *x, const float *w, long N, long C, long H, long W,
                             long kh, long kw, long sy, long sx, long py, long px, long OH, long OW, int num_threads) {
-    int threads = team_size(N * C * OH * OW, num_threads);
+    int threads __attribute__((unused)) = team_size(N * C * OH * OW, num_threads);
     long size = elem_size(dtype);
     long stride = (OW * C + 31) / 16 * 16;  /* Per-thread row sums, apart by at least one cache line. */
     float *acc_all = (float *)malloc(sizeof(float) * (size_t)(stride * threads));
@@ -456,9 +458,7 @@ DEFINE_SCALE_FORWARD(bf16, uint16_t, bf16_load, bf16_store)
 
 int scale_channels_cpu_forward(int dtype, void *out, const void *x, const void *s, long N, long C, long HW,
                                int channels_last, int num_threads) {
-    int threads = team_size(N * C * HW, num_threads);
-    long size = elem_size(dtype);
-    #pragma omp parallel for num_threads(threads) schedule(static)
+    PER_SAMPLE_LOOP(dtype, N * C * HW, num_threads)
     for (long n = 0; n < N; n++) {
         long o = n * C * HW * size, os = n * C * size;
         if (dtype == 0)
