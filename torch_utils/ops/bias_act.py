@@ -181,10 +181,9 @@ def _fused_backward(dy, y, act, alpha, gain, clamp):
 # [outer, channels, inner] of x for the C kernels, or None where they do not apply (not a dense
 # float32 / bfloat16 CPU tensor, a bias of another dtype, kernels off or not built).
 def _kernel_layout(x, b, dim):
-    if x.device.type != 'cpu' or x.dtype not in cpu_kernels.DTYPES or (b is not None and b.dtype != x.dtype):
+    if (b is not None and b.dtype != x.dtype) or not cpu_kernels.usable(x):
         return None
-    layout = cpu_kernels.bias_layout(x, dim if b is not None else None)
-    return layout if layout is not None and cpu_kernels.library() is not None else None
+    return cpu_kernels.bias_layout(x, dim if b is not None else None)
 
 # y = bias_act(x, b); saves only y, and only when the gradient depends on it.
 class _BiasActFused(torch.autograd.Function):

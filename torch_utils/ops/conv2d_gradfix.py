@@ -282,7 +282,7 @@ def _conv_transpose2d_forward(input, weight, bias, p):
 def _depthwise_kernel_applies(x, w, bias, p):
     channels_last = x.ndim == 4 and x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last)
     return (channels_last and bias is None and not p.native and x.dtype == torch.bfloat16 and w.dtype == x.dtype
-        and cpu_kernels.library() is not None)
+        and cpu_kernels.usable(x))
 
 #----------------------------------------------------------------------------
 # Depthwise transposed convolution by phases. Per axis, with stride s and k taps: output pixel

@@ -93,29 +93,27 @@ static inline float grad_value(float dy, float y, params_t p) {
     return d;
 }
 
-/* One unit of work: elements [start, end). With a bias vector (inner == 1), whole rows of `row_len`
- * (= channels) elements from start, or the part of one row from channel bias_index when a row is
- * longer than a unit; otherwise part of one row of `inner` elements with one bias value. */
+/* Forward over `count` whole rows of `channels` elements from element `start`, with the bias vector b
+ * (channels_last: the bias runs along the fastest dimension); and over elements [start, end) with one
+ * bias value (b NULL: none). */
 #define DEFINE_ROWS(NAME, T, LOAD, STORE)                                                              \
-static void NAME##_forward_row(T *out, const T *x, const T *b, long bias_index, int vector_bias,      \
-                               long start, long end, long row_len, params_t p) {                       \
-    if (b != NULL && vector_bias) {                                                                    \
-        long len = (end - start < row_len) ? end - start : row_len;                                    \
-        for (long r = start; r < end; r += len)                                                        \
-            for (long c = 0; c < len; c++)                                                             \
-                out[r + c] = STORE(forward_value(LOAD(x[r + c]) + LOAD(b[c + bias_index]), p));       \
+static void NAME##_forward_rows(T *out, const T *x, const T *b, long start, long count, long channels,  \
+                                params_t p) {                                                          \
+    for (long r = start; r < start + count * channels; r += channels)                                 \
+        for (long c = 0; c < channels; c++)                                                            \
+            out[r + c] = STORE(forward_value(LOAD(x[r + c]) + LOAD(b[c]), p));                         \
+}                                                                                                      \
+static void NAME##_forward_range(T *out, const T *x, const T *b, long start, long end, params_t p) {     \
+    if (b != NULL) {                                                                                   \
+        float bias = LOAD(*b);                                                                         \
+        for (long i = start; i < end; i++)                                                             \
+            out[i] = STORE(forward_value(LOAD(x[i]) + bias, p));                                       \
     } else {                                                                                           \
-        float bias = (b != NULL) ? LOAD(b[bias_index]) : 0.0f;                                         \
-        if (b != NULL) {                                                                               \
-            for (long i = start; i < end; i++)                                                         \
-                out[i] = STORE(forward_value(LOAD(x[i]) + bias, p));                                   \
-        } else {                                                                                       \
-            for (long i = start; i < end; i++)                                                         \
-                out[i] = STORE(forward_value(LOAD(x[i]), p));                                          \
-        }                                                                                              \
+        for (long i = start; i < end; i++)                                                             \
+            out[i] = STORE(forward_value(LOAD(x[i]), p));                                              \
     }                                                                                                  \
 }                                                                                                      \
-static void NAME##_grad_range(T *out, const T *dy, const T *y, long start, long end, params_t p) { \
+static void NAME##_grad_range(T *out, const T *dy, const T *y, long start, long end, params_t p) {     \
     for (long i = start; i < end; i++)                                                                 \
         out[i] = STORE(grad_value(LOAD(dy[i]), LOAD(y[i]), p));                                        \
 }
@@ -126,44 +124,38 @@ static inline float f32_store(float v) { return v; }
 DEFINE_ROWS(f32, float, f32_load, f32_store)
 DEFINE_ROWS(bf16, uint16_t, bf16_load, bf16_store)
 
-/* Work units of a [outer, channels, inner] tensor: rows cut into chunks of at most CHUNK, or, with a
- * bias vector and rows shorter than a chunk (channels_last), blocks of rows_per_unit whole rows. */
-typedef struct {
-    long rows, row_len, units_per_row, rows_per_unit;
-    int vector_bias;
-} layout_t;
-
-static layout_t make_layout(long outer, long channels, long inner) {
-    layout_t l;
-    l.vector_bias = (inner == 1);
-    l.rows = l.vector_bias ? outer : outer * channels;
-    l.row_len = l.vector_bias ? channels : inner;
-    l.units_per_row = (l.row_len + CHUNK - 1) / CHUNK;
-    if (l.units_per_row < 1)
-        l.units_per_row = 1;
-    l.rows_per_unit = (l.vector_bias && l.row_len > 0 && l.row_len <= CHUNK) ? CHUNK / l.row_len : 1;
-    return l;
-}
-
-/* dtype: 0 = float32, 1 = bfloat16. out may be x (in place). b may be NULL (channels must be 1). */
+/* dtype: 0 = float32, 1 = bfloat16. out may be x (in place). b may be NULL (then channels is 1).
+ * A bias vector along the fastest dimension (inner == 1): work units of whole rows, about CHUNK
+ * elements each; otherwise rows of `inner` elements with one bias value, cut into chunks of CHUNK. */
 int bias_act_cpu_forward(int dtype, void *out, const void *x, const void *b, long outer, long channels,
                          long inner, int act, float alpha, float gain, float clamp, int num_threads) {
     params_t p = { act, alpha, gain, clamp };
-    layout_t l = make_layout(outer, channels, inner);
-    long blocks = (l.rows + l.rows_per_unit - 1) / l.rows_per_unit, units = blocks * l.units_per_row;
+    long size = elem_size(dtype);
     int threads __attribute__((unused)) = team_size(outer * channels * inner, num_threads);
+    if (channels < 1 || inner < 1)
+        return 0;
+    if (b != NULL && inner == 1) {
+        long rows_per_unit = (channels < CHUNK) ? CHUNK / channels : 1;
+        #pragma omp parallel for num_threads(threads) schedule(static)
+        for (long first = 0; first < outer; first += rows_per_unit) {
+            long count = (outer - first < rows_per_unit) ? outer - first : rows_per_unit;
+            if (dtype == 0)
+                f32_forward_rows((float *)out, (const float *)x, (const float *)b, first * channels, count, channels, p);
+            else
+                bf16_forward_rows((uint16_t *)out, (const uint16_t *)x, (const uint16_t *)b, first * channels, count, channels, p);
+        }
+        return 0;
+    }
+    long units_per_row = (inner + CHUNK - 1) / CHUNK, units = outer * channels * units_per_row;
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (long u = 0; u < units; u++) {
-        long row = (u / l.units_per_row) * l.rows_per_unit;
-        long rows = (l.rows - row < l.rows_per_unit) ? l.rows - row : l.rows_per_unit;
-        long offset = (u % l.units_per_row) * CHUNK;
-        long len = (l.rows_per_unit > 1) ? rows * l.row_len : ((l.row_len - offset < CHUNK) ? l.row_len - offset : CHUNK);
-        long start = row * l.row_len + offset;
-        long bias_index = l.vector_bias ? offset : row % channels;
+        long row = u / units_per_row, start = row * inner + (u % units_per_row) * CHUNK;
+        long end = (start + CHUNK < (row + 1) * inner) ? start + CHUNK : (row + 1) * inner;
+        const void *bias = (b != NULL) ? AT(const void *, b, (row % channels) * size) : NULL;
         if (dtype == 0)
-            f32_forward_row((float *)out, (const float *)x, (const float *)b, bias_index, l.vector_bias, start, start + len, l.row_len, p);
+            f32_forward_range((float *)out, (const float *)x, (const float *)bias, start, end, p);
         else
-            bf16_forward_row((uint16_t *)out, (const uint16_t *)x, (const uint16_t *)b, bias_index, l.vector_bias, start, start + len, l.row_len, p);
+            bf16_forward_range((uint16_t *)out, (const uint16_t *)x, (const uint16_t *)bias, start, end, p);
     }
     return 0;
 }

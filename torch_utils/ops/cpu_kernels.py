@@ -118,6 +118,10 @@ def _load():
     except (custom_ops.LockTimeoutError, OSError, RuntimeError, subprocess.SubprocessError) as err:
         return None, f'failed: {type(err).__name__}: {custom_ops._tail(str(err))} (build folder {build_dir})' # pylint: disable=protected-access
 
+# Whether the kernels take x (a float32 or bfloat16 CPU tensor) and are built (builds them at the first call).
+def usable(x):
+    return x.device.type == 'cpu' and x.dtype in DTYPES and library() is not None
+
 # 'loaded', 'off', 'no compiler' or 'failed: <why>' (loads the library first): for the doctor and tests.
 def status():
     library()

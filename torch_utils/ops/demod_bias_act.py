@@ -59,8 +59,7 @@ def _per_pixel(noise, x):
 
 def _kernel_applies(x, act):
     dense = x.ndim == 4 and (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))
-    return (dense and x.device.type == 'cpu' and x.dtype in cpu_kernels.DTYPES and act in cpu_kernels.ACTS
-        and cpu_kernels.library() is not None)
+    return dense and act in cpu_kernels.ACTS and cpu_kernels.usable(x)
 
 #----------------------------------------------------------------------------
 
