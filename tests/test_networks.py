@@ -281,19 +281,6 @@ def test_modulated_conv2d_fused_equals_unfused_with_upsampling_and_noise():
     assert a.shape == (3, 4, 16, 16)
     assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
 
-# The demodulation's squared tap sums: the values and gradient of weight.square().sum([2, 3]) bit for
-# bit, and differentiable twice (path-length regularisation) against finite differences in float64.
-def test_squared_tap_sums():
-    w = torch.randn([6, 5, 3, 3], requires_grad=True)
-    g = torch.randn([6, 5])
-    a = networks_stylegan2._SquaredTapSums.apply(w)
-    b = w.square().sum(dim=[2, 3])
-    assert torch.equal(a, b)
-    assert torch.equal(torch.autograd.grad(a, [w], g)[0], torch.autograd.grad(b, [w], g)[0])
-    w64 = torch.randn([4, 3, 3, 3], dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(networks_stylegan2._SquaredTapSums.apply, (w64,))
-    assert torch.autograd.gradgradcheck(networks_stylegan2._SquaredTapSums.apply, (w64,))
-
 def test_modulated_conv2d_float16_normalization():
     torch.manual_seed(4)
     x = torch.randn([2, 5, 8, 8])

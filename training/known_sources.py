@@ -12,7 +12,7 @@ KNOWN_SOURCES = {
         classes=['AugmentPipe']),
     '104a3e517890c6463fb4837d9c254afdfa79bbf8bd804896356ba89a9dd87bbf': dict(release='gan-research 2026-11-29', path='training/networks_biggan.py', module='training.networks_biggan', family='BigGAN',
         classes=['OneHotEmbedding', 'SelfAttention', 'GeneratorBlock', 'DiscriminatorBlock', 'Generator', 'Discriminator']),
-    'b59fac2d0fc0f1d344e10886880f6354652b98b452acceb7ac338b77e04575b0': dict(release='gan-research 2026-11-29', path='training/networks_stylegan2.py', module='training.networks_stylegan2', family='StyleGAN2',
+    'a3c0fa64e40d6fdd25333f4af8394c60dee277b8a6b21d29e9d7988c7fc4c328': dict(release='gan-research 2026-11-29', path='training/networks_stylegan2.py', module='training.networks_stylegan2', family='StyleGAN2',
         classes=['FullyConnectedLayer', 'Conv2dLayer', 'MappingNetwork', 'SynthesisLayer', 'ToRGBLayer', 'SynthesisBlock', 'SynthesisNetwork', 'Generator', 'DiscriminatorBlock', 'MinibatchStdLayer', 'DiscriminatorEpilogue', 'Discriminator']),
     '134dd39561c252ca3f411d57668f7d79b810870971979eb208b5088676a0285b': dict(release='gan-research 2026-11-29', path='training/networks_stylegan3.py', module='training.networks_stylegan3', family='StyleGAN3',
         classes=['FullyConnectedLayer', 'MappingNetwork', 'SynthesisInput', 'SynthesisLayer', 'SynthesisNetwork', 'Generator']),

@@ -14,6 +14,7 @@ from torch_utils.ops import conv2d_resample
 from torch_utils.ops import demod_bias_act
 from torch_utils.ops import fma
 from torch_utils.ops import upfirdn2d
+from torch_utils.ops import weight_cast
 
 #----------------------------------------------------------------------------
 # Divide each row by the root of its mean square (pixel norm along `dim`).
@@ -91,8 +92,10 @@ def modulated_conv2d(
     # tensor (the reduced-precision form; float32 keeps the original's formula, bit for bit).
     w = None
     dcoefs = None
+    weight_x = None # The shared weights in x's dtype.
     if demodulate and not fused_modconv and reduced_forms:
-        dcoefs = (styles.square() @ _SquaredTapSums.apply(weight).t() + 1e-8).rsqrt() # [NO]
+        weight_x, tap_sums = weight_cast.cast_with_tap_sums(weight, x.dtype) # One pass on the CPU.
+        dcoefs = (styles.square() @ tap_sums.t() + 1e-8).rsqrt() # [NO]
     elif demodulate or fused_modconv:
         w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1) # [NOIkk]
         if demodulate:
@@ -106,7 +109,8 @@ def modulated_conv2d(
             x = demod_bias_act.scale_channels(x, styles)
         else:
             x = x * styles.to(x.dtype).reshape(batch_size, -1, 1, 1)
-        x = conv2d_resample.conv2d_resample(x=x, w=weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding, flip_weight=flip_weight)
+        weight_x = weight.to(x.dtype) if weight_x is None else weight_x
+        x = conv2d_resample.conv2d_resample(x=x, w=weight_x, f=resample_filter, up=up, down=down, padding=padding, flip_weight=flip_weight)
         if demodulate and reduced_forms and bias_act_args is not None:
             return demod_bias_act.demod_bias_act(x, dcoefs, noise, **bias_act_args)
         if demodulate and noise is not None:
@@ -127,19 +131,6 @@ def modulated_conv2d(
     if noise is not None:
         x = x.add_(noise)
     return _bias_act(x, bias_act_args)
-
-# weight.square().sum(dim=[2, 3]) with the same values and gradient, the backward as one product
-# (w * 2g instead of autograd's pow, scale, product and expand; bit-identical: 2g is exact).
-class _SquaredTapSums(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, weight):  # pylint: disable=arguments-differ
-        ctx.save_for_backward(weight)
-        return weight.square().sum(dim=[2, 3])
-
-    @staticmethod
-    def backward(ctx, grad):  # pylint: disable=arguments-differ
-        weight, = ctx.saved_tensors
-        return weight * (grad * 2).unsqueeze(2).unsqueeze(3)
 
 # bias_act on a modulated convolution's output (a temporary, so in place), or x as it is.
 def _bias_act(x, bias_act_args):
@@ -249,10 +240,10 @@ class Conv2dLayer(torch.nn.Module):
                 self.bias = None
 
     def forward(self, x, gain=1):
-        w = self.weight * self.weight_gain
+        w = weight_cast.scaled_cast(self.weight, self.weight_gain, x.dtype) # (weight * gain) in x's dtype, one pass on the CPU.
         b = self.bias.to(x.dtype) if self.bias is not None else None
         flip_weight = (self.up == 1) # The original's convention (faster); trained weights depend on it.
-        x = conv2d_resample.conv2d_resample(x=x, w=w.to(x.dtype), f=self.resample_filter, up=self.up, down=self.down, padding=self.padding, flip_weight=flip_weight)
+        x = conv2d_resample.conv2d_resample(x=x, w=w, f=self.resample_filter, up=self.up, down=self.down, padding=self.padding, flip_weight=flip_weight)
         act_gain = self.act_gain * gain
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act.bias_act(x, b, act=self.activation, gain=act_gain, clamp=act_clamp, inplace=True) # x: the convolution's new output.

@@ -1,6 +1,7 @@
 /* CPU kernels that do in one pass over memory what the PyTorch path does in several: bias_act
  * (forward and derivative), StyleGAN2's demodulation + noise + bias_act (demod_bias_act) and the
- * derivative of its input modulation (scale_channels), and strided depthwise transposed convolutions.
+ * derivative of its input modulation (scale_channels), strided depthwise transposed convolutions, and
+ * the weights of reduced-precision convolutions (cast, gain and squared tap sums: weight_cast).
  * For float32 and bfloat16 tensors. Built with the system C compiler at first use and called through
  * ctypes (torch_utils/ops/cpu_kernels.py); see docs/ops.md, "CPU kernels".
  *
@@ -457,6 +458,78 @@ int scale_channels_cpu_forward(int dtype, void *out, const void *x, const void *
             f32_scale_forward_sample(AT(float *, out, o), AT(const float *, x, o), AT(const float *, s, os), C, HW, channels_last);
         else
             bf16_scale_forward_sample(AT(uint16_t *, out, o), AT(const uint16_t *, x, o), AT(const uint16_t *, s, os), C, HW, channels_last);
+    }
+    return 0;
+}
+
+/* Weights of a reduced-precision convolution (weight_cast.py): a float32 [O, I, KH, KW] weight w, dense in
+ * the contiguous or (channels_last = 1) the channels_last layout; out and grad have w's layout.
+ * Forward: out = bf16(w * gain) (gain 1: the plain cast) and, where sums is not NULL, sums[o, i] (contiguous)
+ * = the sum of the squares of filter (o, i)'s taps, added in the order torch's sum over the last two dims
+ * takes on this layout: contiguous, 8 interleaved partial sums and then those in order; channels_last, tap
+ * after tap (torch's order when I is a multiple of its vector width; the tests check it against torch).
+ * Backward: grad = g * gain (g bfloat16 [O, I, KH, KW] with element strides g0-g3; NULL: no such term)
+ * + w * (2 * gsums[o, i]) (gsums NULL: no such term). */
+static inline float squared_row_sum(const float *w, long taps) {
+    float lane[8] = { 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f };
+    for (long t = 0; t < taps; t++)
+        lane[t % 8] = lane[t % 8] + w[t] * w[t];
+    float sum = lane[0];
+    for (int i = 1; i < 8; i++)
+        sum = sum + lane[i];
+    return sum;
+}
+
+int weight_cast_cpu_forward(uint16_t *out, float *sums, const float *w, long O, long I, long taps, float gain,
+                            int channels_last, int num_threads) {
+    int threads __attribute__((unused)) = team_size(O * I * taps, num_threads);
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (long o = 0; o < O; o++) {
+        const float *wo = w + o * I * taps;
+        for (long j = 0; j < I * taps; j++)
+            out[o * I * taps + j] = bf16_store(wo[j] * gain);
+        if (sums == NULL)
+            continue;
+        float *so = sums + o * I;
+        if (!channels_last) {
+            for (long i = 0; i < I; i++)
+                so[i] = squared_row_sum(wo + i * taps, taps);
+        } else {
+            for (long i = 0; i < I; i++)
+                so[i] = 0.0f;
+            for (long t = 0; t < taps; t++)
+                for (long i = 0; i < I; i++)
+                    so[i] = so[i] + wo[t * I + i] * wo[t * I + i];
+        }
+    }
+    return 0;
+}
+
+/* One element of the backward: w[k] and grad[k] at w's offset k of filter (o, i)'s tap t. */
+static inline float weight_grad_value(const uint16_t *g, long g_offset, float gain, float w, float sum2,
+                                      int has_sums) {
+    if (g != NULL && has_sums)
+        return bf16_load(g[g_offset]) * gain + w * sum2;
+    if (g != NULL)
+        return bf16_load(g[g_offset]) * gain;
+    return w * sum2;
+}
+
+int weight_cast_cpu_grad(float *grad, const uint16_t *g, long g0, long g1, long g2, long g3, const float *w,
+                         const float *gsums, long O, long I, long KH, long KW, float gain, int channels_last,
+                         int num_threads) {
+    long taps = KH * KW;
+    int threads __attribute__((unused)) = team_size(O * I * taps, num_threads);
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (long o = 0; o < O; o++) {
+        for (long t = 0; t < taps; t++) {
+            long g_tap = o * g0 + (t / KW) * g2 + (t % KW) * g3;
+            for (long i = 0; i < I; i++) {
+                long k = channels_last ? (o * taps + t) * I + i : (o * I + i) * taps + t;
+                float sum2 = (gsums != NULL) ? gsums[o * I + i] * 2.0f : 0.0f;
+                grad[k] = weight_grad_value(g, g_tap + i * g1, gain, w[k], sum2, gsums != NULL);
+            }
+        }
     }
     return 0;
 }

@@ -88,6 +88,8 @@ def _loader(module_name, build_dir):
     lib.scale_channels_cpu_grad.argtypes = [I, P, P, P, P, P, L, L, L, I, I]
     lib.scale_channels_cpu_forward.argtypes = [I, P, P, P, L, L, L, I, I]
     lib.depthwise_transpose_cpu.argtypes = [I, P, P, P] + [L] * 12 + [I]
+    lib.weight_cast_cpu_forward.argtypes = [P, P, P, L, L, L, F, I, I]
+    lib.weight_cast_cpu_grad.argtypes = [P, P, L, L, L, L, P, P, L, L, L, L, F, I, I]
     return lib
 
 #----------------------------------------------------------------------------
@@ -214,3 +216,25 @@ def depthwise_transpose(x, w, stride, padding, output_padding):
             kh, kw, stride[0], stride[1], padding[0], padding[1], out_h, out_w, torch.get_num_threads()) != 0:
         raise MemoryError('depthwise_transpose: out of memory for its per-thread sums')
     return out
+
+#----------------------------------------------------------------------------
+# Weights of a reduced-precision convolution (weight_cast.py): w [O, I, kh, kw] float32, contiguous or
+# channels_last; the results have its layout.
+
+# (bf16(w * gain), and the sums of each filter's squared taps [O, I] float32 when `sums`, else None).
+def weight_cast_forward(w, gain, sums):
+    out = torch.empty_like(w, dtype=torch.bfloat16)
+    row_sums = torch.empty(w.shape[:2], dtype=torch.float32) if sums else None
+    o, i, kh, kw = w.shape
+    _lib.weight_cast_cpu_forward(out.data_ptr(), row_sums.data_ptr() if sums else None, w.data_ptr(),
+        o, i, kh * kw, gain, int(not w.is_contiguous()), torch.get_num_threads())
+    return out, row_sums
+
+# g * gain (g bfloat16 of w's shape, any strides, or None) + w * 2 * gsums[o, i] (gsums float32 [O, I]
+# contiguous, or None): float32 in w's layout.
+def weight_cast_grad(g, w, gsums, gain):
+    grad = torch.empty_like(w)
+    strides = g.stride() if g is not None else (0, 0, 0, 0)
+    _lib.weight_cast_cpu_grad(grad.data_ptr(), g.data_ptr() if g is not None else None, *strides, w.data_ptr(),
+        gsums.data_ptr() if gsums is not None else None, *w.shape, gain, int(not w.is_contiguous()), torch.get_num_threads())
+    return grad
