@@ -244,7 +244,7 @@ def _parse_args(act, alpha, gain, clamp):
     clamp = float(clamp if clamp is not None else -1)
     if clamp < 0 and clamp != -1:
         raise ValueError(f'bias_act: clamp must be >= 0, or None / -1 for no clamping, got {clamp}')
-    if not all(np.isfinite([alpha, gain])):
+    if not (math.isfinite(alpha) and math.isfinite(gain)): # (math: this runs for every call, numpy's check costs more)
         raise ValueError(f'bias_act: alpha and gain must be finite, got alpha={alpha}, gain={gain}')
     return spec, alpha, gain, clamp
 
