@@ -220,11 +220,12 @@ def training_loop(
             if rank == 0 and image_snapshot_ticks is not None and (done or run.cur_tick % image_snapshot_ticks == 0):
                 _save_fakes(G_ema, grid, batch_gpu, os.path.join(run_dir, f'fakes{run.cur_nimg // 1000:06d}.png'), image_grid_kwargs)
             if network_snapshot_ticks is not None and (done or run.cur_tick % network_snapshot_ticks == 0):
-                snapshot_pkl, snapshot_G = _save_snapshot(run, run_dir, training_set_kwargs, snapshot_hooks,
-                    batch_gpu, device, random_seed, rank, num_gpus)
+                process = dnnlib.EasyDict(rank=rank, num_gpus=num_gpus, device=device, log=log)
+                hook_kwargs = dict(hooks=snapshot_hooks, batch_gpu=batch_gpu, seed=random_seed)
+                snapshot_pkl, snapshot_G = _save_snapshot(run, run_dir, training_set_kwargs, hook_kwargs, process)
                 run.save(os.path.join(run_dir, training_state.state_file_name(run.cur_nimg)), rng_state,
                     rank=rank, num_gpus=num_gpus, keep=keep_states)
-                metric_results = _run_metrics(metrics, snapshot_G, snapshot_pkl, training_set_kwargs, run_dir, num_gpus, rank, device, log)
+                metric_results = _run_metrics(metrics, snapshot_G, snapshot_pkl, training_set_kwargs, run_dir, process)
                 del snapshot_G
             stats.write(run.cur_nimg, metric_results)
 
@@ -519,33 +520,34 @@ def _snapshot_copy(module, hooks=(), batch_gpu=1, device=None, seed=0):
     return module.cpu()
 
 # network-snapshot-<kimg>.pkl (rank 0 writes); every rank returns the path and its G_ema copy for the metrics.
-def _save_snapshot(run, run_dir, training_set_kwargs, snapshot_hooks, batch_gpu, device, random_seed, rank, num_gpus):
-    if num_gpus > 1:
+# hook_kwargs: the snapshot hooks for G_ema and their batch_gpu and seed; process: rank, num_gpus, device, log.
+def _save_snapshot(run, run_dir, training_set_kwargs, hook_kwargs, process):
+    if process.num_gpus > 1:
         for module in run.networks().values():
             misc.check_ddp_consistency(module, ignore_names=misc.rank_local_buffer_names(module))
     snapshot = dict(G=_snapshot_copy(run.G), D=_snapshot_copy(run.D),
-        G_ema=_snapshot_copy(run.G_ema, snapshot_hooks, batch_gpu, device, seed=random_seed),
+        G_ema=_snapshot_copy(run.G_ema, device=process.device, **hook_kwargs),
         augment_pipe=_snapshot_copy(run.augment_pipe), training_set_kwargs=dict(training_set_kwargs))
     path = os.path.join(run_dir, f'network-snapshot-{run.cur_nimg // 1000:06d}.pkl')
-    if rank == 0:
+    if process.rank == 0:
         network_files.save_network_pkl(path, snapshot)
     return path, snapshot['G_ema']
 
 # Each metric on the snapshot; a failing one is logged and training goes on. Returns {result name: value}.
-def _run_metrics(metrics, G, snapshot_pkl, training_set_kwargs, run_dir, num_gpus, rank, device, log):
+def _run_metrics(metrics, G, snapshot_pkl, training_set_kwargs, run_dir, process):
     results = {}
     if len(metrics) == 0:
         return results
     from metrics import metric_main
-    log('Evaluating metrics...')
+    process.log('Evaluating metrics...')
     for metric in metrics:
         try:
             result_dict = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=training_set_kwargs,
-                num_gpus=num_gpus, rank=rank, device=device)
+                num_gpus=process.num_gpus, rank=process.rank, device=process.device)
         except Exception as e: # A failing metric is reported; training goes on.
-            log(f'Metric {metric} failed: {type(e).__name__}: {e}')
+            process.log(f'Metric {metric} failed: {type(e).__name__}: {e}')
             continue
-        if rank == 0:
+        if process.rank == 0:
             metric_main.report_metric(result_dict, run_dir=run_dir, snapshot_pkl=snapshot_pkl)
         results.update(result_dict.results)
     return results
