@@ -7,9 +7,11 @@
 # convolution in its reduced-precision form casts its weight and sums the squares of each filter's taps
 # (for the demodulation coefficients). For a float32 [O, I, kh, kw] CPU weight cast to bfloat16, with the
 # CPU kernels built (cpu_kernels), each is one C kernel forward and one backward, where the PyTorch path
-# takes two to three passes each way. Values and gradients equal that path's bit for bit: the kernel sums
-# the squares in the order torch's sum does (tests/test_ops_weight_cast.py checks both). Elsewhere (other
-# dtypes, devices, or no kernels) it is that path. See docs/ops.md.
+# takes two to three passes each way. Values and gradients equal that path's bit for bit: the cast and
+# products are the same operations, and the kernel sums the squares in the order torch's sum takes for the
+# networks' weights (contiguous: 8 interleaved partial sums; channels_last with the input channels filling
+# torch's vectors: tap after tap; other shapes may differ in the last bit). tests/test_ops_weight_cast.py
+# checks both. Elsewhere (other dtypes, devices, small weights, or no kernels) it is that path. See docs/ops.md.
 
 import torch
 
