@@ -126,6 +126,7 @@ def training_loop(
         raise ValueError(f'batch_size={batch_size} must be a multiple of batch_gpu={batch_gpu} x num_gpus={num_gpus}.')
     batch_per_rank = batch_size // num_gpus
     log = print if rank == 0 else (lambda *args, **kwargs: None)
+    process = dnnlib.EasyDict(rank=rank, num_gpus=num_gpus, device=device, log=log) # For the snapshot helpers.
     timer = StepTimer(device)
 
     # Data.
@@ -220,7 +221,6 @@ def training_loop(
             if rank == 0 and image_snapshot_ticks is not None and (done or run.cur_tick % image_snapshot_ticks == 0):
                 _save_fakes(G_ema, grid, batch_gpu, os.path.join(run_dir, f'fakes{run.cur_nimg // 1000:06d}.png'), image_grid_kwargs)
             if network_snapshot_ticks is not None and (done or run.cur_tick % network_snapshot_ticks == 0):
-                process = dnnlib.EasyDict(rank=rank, num_gpus=num_gpus, device=device, log=log)
                 hook_kwargs = dict(hooks=snapshot_hooks, batch_gpu=batch_gpu, seed=random_seed)
                 snapshot_pkl, snapshot_G = _save_snapshot(run, run_dir, training_set_kwargs, hook_kwargs, process)
                 run.save(os.path.join(run_dir, training_state.state_file_name(run.cur_nimg)), rng_state,
