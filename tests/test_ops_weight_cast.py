@@ -22,14 +22,16 @@ LAYOUTS = [torch.contiguous_format, torch.channels_last]
 def small_weights_too(monkeypatch):
     monkeypatch.setattr(weight_cast, 'KERNEL_MIN_NUMEL', 0)
 
-def weight(shape, seed, layout=torch.contiguous_format, scale=1.0):
-    w = torch.randn(shape, generator=torch.Generator().manual_seed(seed)) * scale
+def weight(shape, seed, layout=torch.contiguous_format):
+    w = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
     return w.contiguous(memory_format=layout).requires_grad_(True)
 
-# The PyTorch composition: (w * gain).to(bf16), and w.square().sum([2, 3]) when sums.
-def reference(w, gain, sums):
-    out = (w * gain).to(torch.bfloat16) if gain != 1 or not sums else w.to(torch.bfloat16)
-    return (out, w.square().sum(dim=[2, 3])) if sums else out
+# The PyTorch compositions the two functions replace.
+def reference_scaled(w, gain):
+    return (w * gain).to(torch.bfloat16)
+
+def reference_tap_sums(w):
+    return w.to(torch.bfloat16), w.square().sum(dim=[2, 3])
 
 # Gradients of w for the given output gradients (g for the cast weight, gs for the sums, either None).
 def grad_of(outputs, w, g, gs):
@@ -67,7 +69,7 @@ def modelled_sums(w, channels_last):
 def test_scaled_cast_equals_composition(layout, gain, small_weights_too):
     w = weight([64, 48, 3, 3], 0, layout)
     out = weight_cast.scaled_cast(w, gain, torch.bfloat16)
-    ref = reference(w, gain, sums=False)
+    ref = reference_scaled(w, gain)
     assert type(out.grad_fn).__name__ == '_WeightCastBackward' # The kernel's Function ran.
     assert torch.equal(out, ref) and out.stride() == ref.stride()
     for g in grad_layouts([64, 48, 3, 3], 1):
@@ -100,7 +102,7 @@ def test_scaled_cast_special_values(small_weights_too):
 def test_tap_sums_values(layout, shape, small_weights_too):
     w = weight(shape, 2, layout)
     out, sums = weight_cast.cast_with_tap_sums(w, torch.bfloat16)
-    ref_out, ref_sums = reference(w, 1.0, sums=True)
+    ref_out, ref_sums = reference_tap_sums(w)
     assert torch.equal(out, ref_out) and out.stride() == ref_out.stride()
     channels_last = layout == torch.channels_last and not w.is_contiguous()
     assert torch.equal(sums, modelled_sums(w, channels_last))
@@ -128,7 +130,7 @@ def test_tap_sums_gradient_equals_composition(layout, terms):
     shape = [64, 64, 3, 3]
     w = weight(shape, 3, layout)
     outputs = weight_cast.cast_with_tap_sums(w, torch.bfloat16)
-    ref = reference(w, 1.0, sums=True)
+    ref = reference_tap_sums(w)
     gs = torch.randn(shape[:2], generator=torch.Generator().manual_seed(4)) if terms != 'cast' else None
     for g in grad_layouts(shape, 5):
         g = g if terms != 'sums' else None
@@ -155,13 +157,15 @@ def test_graph_of_the_gradient(sums):
     w = weight([64, 64, 3, 3], 7, torch.channels_last)
     g = torch.randn([64, 64, 3, 3]).to(torch.bfloat16).requires_grad_(True)
     gs = torch.randn([64, 64]).requires_grad_(True) if sums else None
-    results = []
-    for outputs in ([weight_cast.cast_with_tap_sums(w, torch.bfloat16)] if sums else [[weight_cast.scaled_cast(w, 0.1, torch.bfloat16)]]) + \
-            [list(reference(w, 1.0, True)) if sums else [reference(w, 0.1, False)]]:
-        grads = [g] + ([gs] if sums else [])
+    grads = [g, gs] if sums else [g]
+    def derivatives(outputs):
         first, = torch.autograd.grad(outputs, [w], grads, create_graph=True)
         second = torch.autograd.grad(first.square().sum(), [w] + grads, allow_unused=True, materialize_grads=True)
-        results.append([first.detach()] + list(second))
+        return [first.detach()] + list(second)
+    if sums:
+        results = [derivatives(list(weight_cast.cast_with_tap_sums(w, torch.bfloat16))), derivatives(list(reference_tap_sums(w)))]
+    else:
+        results = [derivatives([weight_cast.scaled_cast(w, 0.1, torch.bfloat16)]), derivatives([reference_scaled(w, 0.1)])]
     assert torch.equal(results[0][0], results[1][0])
     for a, b in zip(results[0][1:], results[1][1:]): # Autograd's pow backward multiplies in another order.
         assert (a.float() - b.float()).abs().max() <= 1e-6 * b.float().abs().max()
@@ -169,7 +173,7 @@ def test_graph_of_the_gradient(sums):
 #----------------------------------------------------------------------------
 # The PyTorch path where the kernel does not apply: float32 target, small weights, other layouts, kernels off.
 
-def test_fallbacks_equal_composition():
+def test_fallbacks_equal_composition(monkeypatch):
     w = weight([64, 64, 3, 3], 8)
     assert weight_cast.scaled_cast(w, 0.5, torch.float32).grad_fn.name() == 'MulBackward0'
     w32, sums = weight_cast.cast_with_tap_sums(w, torch.float32)
@@ -178,12 +182,9 @@ def test_fallbacks_equal_composition():
     assert weight_cast.scaled_cast(small, 0.5, torch.bfloat16).grad_fn.name() == 'ToCopyBackward0'
     strided = weight([64, 128, 3, 3], 10)[:, ::2]
     assert torch.equal(weight_cast.scaled_cast(strided, 0.5, torch.bfloat16), (strided * 0.5).to(torch.bfloat16))
-    saved = cpu_kernels._lib, cpu_kernels._state
-    cpu_kernels._lib, cpu_kernels._state = None, 'off'
-    try:
-        assert weight_cast.scaled_cast(w, 0.5, torch.bfloat16).grad_fn.name() == 'ToCopyBackward0'
-    finally:
-        cpu_kernels._lib, cpu_kernels._state = saved
+    monkeypatch.setattr(cpu_kernels, '_lib', None)
+    monkeypatch.setattr(cpu_kernels, '_state', 'off')
+    assert weight_cast.scaled_cast(w, 0.5, torch.bfloat16).grad_fn.name() == 'ToCopyBackward0'
 
 @needs_kernels
 def test_without_gradients_no_graph():

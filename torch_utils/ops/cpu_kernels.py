@@ -148,6 +148,11 @@ def bias_layout(x, dim):
 def _channels_last(x):
     return x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last)
 
+# Whether x is a 4-D tensor dense in the contiguous or the channels_last layout (what the per-sample and
+# weight kernels take: they are told which of the two by x.is_contiguous()).
+def dense_4d(x):
+    return x.ndim == 4 and (x.is_contiguous() or _channels_last(x))
+
 #----------------------------------------------------------------------------
 # The kernels. Tensors are CPU tensors of one dtype in DTYPES; `out` may be x (or dy) itself.
 

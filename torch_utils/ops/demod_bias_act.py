@@ -58,8 +58,7 @@ def _per_pixel(noise, x):
     return noise.ndim <= 4 and shape[0] in (1, x.shape[0]) and shape[1] == 1 and shape[2:] == list(x.shape[2:])
 
 def _kernel_applies(x, act):
-    dense = x.ndim == 4 and (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))
-    return dense and act in cpu_kernels.ACTS and cpu_kernels.usable(x)
+    return cpu_kernels.dense_4d(x) and act in cpu_kernels.ACTS and cpu_kernels.usable(x)
 
 #----------------------------------------------------------------------------
 

@@ -51,10 +51,8 @@ def cast_with_tap_sums(w, dtype):
 KERNEL_MIN_NUMEL = 1 << 15
 
 def _kernel_applies(w, dtype):
-    if w.numel() < KERNEL_MIN_NUMEL:
-        return False
-    dense = w.ndim == 4 and (w.is_contiguous() or w.is_contiguous(memory_format=torch.channels_last))
-    return dtype == torch.bfloat16 and w.dtype == torch.float32 and dense and cpu_kernels.usable(w)
+    return (w.numel() >= KERNEL_MIN_NUMEL and dtype == torch.bfloat16 and w.dtype == torch.float32
+        and cpu_kernels.dense_4d(w) and cpu_kernels.usable(w))
 
 def _needs_graph(w):
     return torch.is_grad_enabled() and w.requires_grad
