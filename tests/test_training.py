@@ -567,7 +567,10 @@ def test_monitoring_statistics(tmp_path, data16, monkeypatch):
         first, last = [json.loads(line) for line in f]
     for name in ('Gmain', 'Greg', 'Dmain', 'Dreg', 'data', 'augment'):
         assert first[f'Timing/{name}']['num'] == 1 and first[f'Timing/{name}']['mean'] > 0, name
-    assert last['Timing/augment']['mean'] < last['Timing/Dmain']['mean'] # Augmentation is part of D's phase.
+    # Augmentation runs inside the phases that call D, so its time is part of theirs (the last tick is one step,
+    # every figure of it a sum over that step). Not below Dmain's alone: Gmain's share of it can exceed the rest of Dmain.
+    assert last['Timing/augment']['num'] == 1
+    assert last['Timing/augment']['mean'] < sum(last[f'Timing/{name}']['mean'] for name in ('Gmain', 'Greg', 'Dmain', 'Dreg'))
     assert last['Timing/total_days']['mean'] == pytest.approx(last['Timing/total_hours']['mean'] / 24)
     assert last['Metrics/fid50k_full'] == dict(num=1, mean=12.5, std=0)
     assert ('Metrics/fid50k_full', 12.5, 0) in _FakeSummaryWriter.scalars
