@@ -131,6 +131,20 @@ def test_threads_and_chunks(shape, channels_last):
     assert torch.equal(t, outs[0])
 
 #----------------------------------------------------------------------------
+# channels_last with short rows (the bias along rows of C elements): the kernel runs blocks of whole rows
+# against a repeated bias. One row, fewer rows than a block, whole blocks plus a remainder, and C that
+# does not divide the block: the same values as float32 math on the inputs, rounded once.
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize('shape', [[1, 32, 1, 1], [1, 32, 3, 3], [2, 32, 5, 7], [3, 100, 4, 4], [2, 3, 11, 13], [1, 300, 2, 2]])
+def test_short_rows(dtype, shape):
+    x, b = sample(shape, dtype, 13, channels_last=True), sample([shape[1]], dtype, 14)
+    y = with_kernels(True, lambda: bias_act.bias_act(x, b, act='lrelu', gain=1.3, clamp=1.1))
+    v = x.float() + b.float().reshape(1, -1, 1, 1)
+    assert torch.equal(y, (torch.where(v > 0, v, 0.2 * v) * 1.3).clamp(-1.1, 1.1).to(dtype))
+    assert y.is_contiguous(memory_format=torch.channels_last)
+
+#----------------------------------------------------------------------------
 # The backward pass with an incoming gradient in another layout than the output.
 
 def test_gradient_in_another_layout():
