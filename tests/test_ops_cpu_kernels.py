@@ -261,6 +261,23 @@ def test_demod_bfloat16_rounds_once(layout):
     torch.testing.assert_close(dnoise.float(), g.sum(1, keepdim=True), rtol=1e-2, atol=1e-2)
     torch.testing.assert_close(db.float(), g.sum([0, 2, 3]), rtol=1e-2, atol=1e-2)
 
+# channels_last forwards take d, b and s as float buffers up to DEMOD_MAX_C (2048) channels, and read them
+# in place above: both give float32 math on the bfloat16 inputs, rounded once.
+@pytest.mark.parametrize('channels', [3, 32, 2048, 2049])
+@pytest.mark.parametrize('noise', [True, False])
+def test_demod_and_scale_forward_channels(channels, noise):
+    x = sample([2, channels, 3, 2], torch.bfloat16, 36, channels_last=True)
+    d, b = (sample([2, channels], torch.float32, 37).abs() + 0.5).bfloat16(), sample([channels], torch.bfloat16, 38)
+    nz = sample([2, 1, 3, 2], torch.bfloat16, 39) if noise else None
+    with torch.no_grad():
+        y = with_kernels(True, lambda: demod_bias_act.demod_bias_act(x, d, nz, b, act='lrelu', gain=1.3, clamp=1.5))
+        scaled = with_kernels(True, lambda: demod_bias_act.scale_channels(x, d))
+    v = x.float() * d.float()[:, :, None, None] if nz is None else torch.addcmul(nz.float(), x.float(), d.float()[:, :, None, None])
+    v = v + b.float()[None, :, None, None]
+    assert torch.equal(y, (torch.where(v > 0, v, 0.2 * v) * 1.3).clamp(-1.5, 1.5).to(torch.bfloat16))
+    assert torch.equal(scaled, (x.float() * d.float()[:, :, None, None]).to(torch.bfloat16))
+    assert y.is_contiguous(memory_format=torch.channels_last) and scaled.is_contiguous(memory_format=torch.channels_last)
+
 def test_demod_sums_do_not_depend_on_threads():
     x, dy = sample([8, 64, 32, 32], torch.bfloat16, 31, True), sample([8, 64, 32, 32], torch.bfloat16, 32, True)
     d, b, nz = sample([8, 64], torch.float32, 33).abs(), sample([64], torch.float32, 34), sample([8, 1, 32, 32], torch.float32, 35)

@@ -211,21 +211,40 @@ int bias_act_cpu_grad(int dtype, void *out, const void *dy, const void *y, long 
  * derivative; the sums in float32 (dd, dnoise, db are float32 arrays; db_rows is [N, C] scratch),
  * in an order that does not depend on the number of threads. */
 
-#define DEFINE_DEMOD(NAME, T, LOAD, STORE)                                                             \
+#define DEMOD_MAX_C 2048                    /* channels_last: d and b of up to this many channels as floats first. */
+#define DEFINE_DEMOD_FORWARD(NAME, T, LOAD, STORE)                                                     \
+static void NAME##_demod_forward_rows(T *out, const T *x, const float *dv, const T *noise, const float *bv, \
+                                      long C, long HW, params_t p) {                                   \
+    for (long hw = 0; hw < HW; hw++) {                                                                 \
+        const T *xr = x + hw * C;                                                                      \
+        T *yr = out + hw * C;                                                                          \
+        if (noise != NULL) {                                                                           \
+            float nz = LOAD(noise[hw]);                                                                \
+            for (long c = 0; c < C; c++)                                                               \
+                yr[c] = STORE(forward_value(fmaf(LOAD(xr[c]), dv[c], nz) + bv[c], p));                 \
+        } else {                                                                                       \
+            for (long c = 0; c < C; c++)                                                               \
+                yr[c] = STORE(forward_value(LOAD(xr[c]) * dv[c] + bv[c], p));                          \
+        }                                                                                              \
+    }                                                                                                  \
+}                                                                                                      \
 static void NAME##_demod_forward_sample(T *out, const T *x, const T *d, const T *noise, const T *b,    \
                                         long C, long HW, int channels_last, params_t p) {              \
-    if (channels_last) {                                                                               \
+    if (channels_last && C <= DEMOD_MAX_C) {                                                           \
+        float dv[DEMOD_MAX_C], bv[DEMOD_MAX_C];                                                        \
+        for (long c = 0; c < C; c++) {                                                                 \
+            dv[c] = LOAD(d[c]);                                                                        \
+            bv[c] = LOAD(b[c]);                                                                        \
+        }                                                                                              \
+        NAME##_demod_forward_rows(out, x, dv, noise, bv, C, HW, p);                                    \
+    } else if (channels_last) {                                                                        \
         for (long hw = 0; hw < HW; hw++) {                                                             \
             const T *xr = x + hw * C;                                                                  \
             T *yr = out + hw * C;                                                                      \
-            if (noise != NULL) {                                                                       \
-                float nz = LOAD(noise[hw]);                                                            \
-                for (long c = 0; c < C; c++)                                                           \
-                    yr[c] = STORE(forward_value(fmaf(LOAD(xr[c]), LOAD(d[c]), nz) + LOAD(b[c]), p));   \
-            } else {                                                                                   \
-                for (long c = 0; c < C; c++)                                                           \
-                    yr[c] = STORE(forward_value(LOAD(xr[c]) * LOAD(d[c]) + LOAD(b[c]), p));            \
-            }                                                                                          \
+            float nz = (noise != NULL) ? LOAD(noise[hw]) : 0.0f;                                       \
+            for (long c = 0; c < C; c++)                                                               \
+                yr[c] = STORE(forward_value((noise != NULL) ? fmaf(LOAD(xr[c]), LOAD(d[c]), nz) + LOAD(b[c]) \
+                                                            : LOAD(xr[c]) * LOAD(d[c]) + LOAD(b[c]), p)); \
         }                                                                                              \
     } else {                                                                                           \
         for (long c = 0; c < C; c++) {                                                                 \
@@ -241,7 +260,9 @@ static void NAME##_demod_forward_sample(T *out, const T *x, const T *d, const T 
             }                                                                                          \
         }                                                                                              \
     }                                                                                                  \
-}                                                                                                      \
+}
+
+#define DEFINE_DEMOD_GRAD(NAME, T, LOAD, STORE)                                                        \
 static void NAME##_demod_grad_sample(T *dx, float *dd, float *dnoise, float *db, const T *dy,          \
                                      const T *y, const T *x, const T *d, long C, long HW,              \
                                      int channels_last, params_t p) {                                  \
@@ -281,8 +302,13 @@ static void NAME##_demod_grad_sample(T *dx, float *dd, float *dnoise, float *db,
     }                                                                                                  \
 }
 
-DEFINE_DEMOD(f32, float, f32_load, f32_store)
-DEFINE_DEMOD(bf16, uint16_t, bf16_load, bf16_store)
+DEFINE_DEMOD_GRAD(f32, float, f32_load, f32_store)
+DEFINE_DEMOD_GRAD(bf16, uint16_t, bf16_load, bf16_store)
+
+#pragma GCC push_options
+#pragma GCC target("prefer-vector-width=512")  /* Element-wise, as bias_act's. */
+DEFINE_DEMOD_FORWARD(f32, float, f32_load, f32_store)
+DEFINE_DEMOD_FORWARD(bf16, uint16_t, bf16_load, bf16_store)
 
 int demod_bias_act_cpu_forward(int dtype, void *out, const void *x, const void *d, const void *noise, const void *b,
                                long N, long C, long HW, int channels_last, int act, float alpha, float gain,
@@ -300,6 +326,7 @@ int demod_bias_act_cpu_forward(int dtype, void *out, const void *x, const void *
     }
     return 0;
 }
+#pragma GCC pop_options
 
 int demod_bias_act_cpu_grad(int dtype, void *dx, float *dd, float *dnoise, float *db, float *db_rows, const void *dy,
                             const void *y, const void *x, const void *d, long N, long C, long HW, int channels_last,
@@ -454,7 +481,14 @@ int depthwise_transpose_cpu(int dtype, void *out, const void *x, const float *w,
 /* The forward of scale_channels: out = x * s[n, c], the same values as torch's product (one rounding). */
 #define DEFINE_SCALE_FORWARD(NAME, T, LOAD, STORE)                                                     \
 static void NAME##_scale_forward_sample(T *out, const T *x, const T *s, long C, long HW, int channels_last) { \
-    if (channels_last) {                                                                               \
+    if (channels_last && C <= DEMOD_MAX_C) {                                                           \
+        float sv[DEMOD_MAX_C];                                                                         \
+        for (long c = 0; c < C; c++)                                                                   \
+            sv[c] = LOAD(s[c]);                                                                        \
+        for (long hw = 0; hw < HW; hw++)                                                               \
+            for (long c = 0; c < C; c++)                                                               \
+                out[hw * C + c] = STORE(LOAD(x[hw * C + c]) * sv[c]);                                  \
+    } else if (channels_last) {                                                                        \
         for (long hw = 0; hw < HW; hw++)                                                               \
             for (long c = 0; c < C; c++)                                                               \
                 out[hw * C + c] = STORE(LOAD(x[hw * C + c]) * LOAD(s[c]));                             \
@@ -467,6 +501,8 @@ static void NAME##_scale_forward_sample(T *out, const T *x, const T *s, long C, 
     }                                                                                                  \
 }
 
+#pragma GCC push_options
+#pragma GCC target("prefer-vector-width=512")  /* Element-wise, as bias_act's. */
 DEFINE_SCALE_FORWARD(f32, float, f32_load, f32_store)
 DEFINE_SCALE_FORWARD(bf16, uint16_t, bf16_load, bf16_store)
 
@@ -482,6 +518,7 @@ int scale_channels_cpu_forward(int dtype, void *out, const void *x, const void *
     }
     return 0;
 }
+#pragma GCC pop_options
 
 /* Weights of a reduced-precision convolution (weight_cast.py): a float32 [O, I, KH, KW] weight w, dense in
  * the contiguous or (channels_last = 1) the channels_last layout; out and grad have w's layout.
