@@ -139,7 +139,8 @@ static inline float f32_load(float v) { return v; }
 static inline float f32_store(float v) { return v; }
 
 /* bias_act's kernels are element-wise (no sums, so no order to keep): 512-bit vectors where the CPU has
- * them (GCC prefers 256 by default; 1.25-1.4x here). Compilers without this pragma ignore it. */
+ * them (GCC prefers 256 by default; 1.25-1.4x on an AMX Xeon, docs/ops.md). Compilers without this pragma
+ * ignore it. */
 #pragma GCC push_options
 #pragma GCC target("prefer-vector-width=512")
 DEFINE_ROWS(f32, float, f32_load, f32_store)
