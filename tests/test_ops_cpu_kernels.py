@@ -145,6 +145,42 @@ def test_short_rows(dtype, shape):
     assert y.is_contiguous(memory_format=torch.channels_last)
 
 #----------------------------------------------------------------------------
+# bfloat16 stores: groups of 16 go through AVX512-BF16's conversion where the build has it, which reads
+# float32 denormals as zero; a group holding one takes the formula. Every result equals torch's own
+# rounding of the float32 value (denormals kept, NaN stays NaN, ties to even, overflow to inf), for
+# groups with and without such values, in both kernels and both layouts.
+
+def special_bfloat16_values(count, seed):
+    rnd = np.random.RandomState(seed)
+    bits = rnd.randint(0, 1 << 16, size=count).astype(np.uint16) # Every bfloat16 pattern is fair game.
+    bits[:12] = [0x0001, 0x8001, 0x007f, 0x0080, 0x7f7f, 0xff7f, 0x7f80, 0xff80, 0x7fc1, 0xffa0, 0x0000, 0x8000]
+    bits[40:56] = 0x3f80 # One whole group without specials.
+    return torch.from_numpy(bits.view(np.int16).copy()).view(torch.bfloat16)
+
+@pytest.mark.parametrize('layout', ['contiguous', 'channels_last'])
+@pytest.mark.parametrize('act, gain, clamp', [('linear', 1.0, None), ('lrelu', 1.5, None), ('lrelu', 0.5, 1e38)])
+def test_bfloat16_stores_special_values(layout, act, gain, clamp):
+    cl = layout == 'channels_last'
+    x = special_bfloat16_values(4 * 16 * 7 * 5, 60).reshape(4, 16, 7, 5)
+    x = x.contiguous(memory_format=torch.channels_last) if cl else x
+    b = torch.zeros(16, dtype=torch.bfloat16)
+    b[3] = 1e-39 # A denormal bias: x + b can be one too.
+    dy = special_bfloat16_values(x.numel(), 61).reshape(x.shape)
+    y = with_kernels(True, lambda: bias_act.bias_act(x, b, act=act, gain=gain, clamp=clamp))
+    v = x.float() + b.float().reshape(1, -1, 1, 1)
+    v = torch.where(v > 0, v, v * (0.2 if act == 'lrelu' else 1.0)) * gain
+    v = v.clamp(-clamp, clamp) if clamp is not None else v
+    expected = v.to(torch.bfloat16)
+    assert torch.equal(y.isnan(), expected.isnan())
+    assert torch.equal(y.nan_to_num(0.0).view(torch.int16), expected.nan_to_num(0.0).view(torch.int16)) # -0 and denormals too.
+    g = with_kernels(True, lambda: bias_act._fused_backward(dy, y, act, 0.2, gain, clamp if clamp is not None else -1))
+    d = dy.float() * gain
+    d = torch.where((y.float() > -clamp) & (y.float() < clamp), d, 0.0) if clamp is not None else d # NaN y: 0.
+    d = torch.where(y.float() > 0, d, d * (0.2 if act == 'lrelu' else 1.0))
+    assert torch.equal(g.isnan(), d.to(torch.bfloat16).isnan())
+    assert torch.equal(g.nan_to_num(0.0).view(torch.int16), d.to(torch.bfloat16).nan_to_num(0.0).view(torch.int16))
+
+#----------------------------------------------------------------------------
 # The backward pass with an incoming gradient in another layout than the output.
 
 def test_gradient_in_another_layout():

@@ -22,6 +22,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__AVX512BF16__) && defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #define CHUNK 8192                          /* Elements per work unit of a thread. */
 #define PARALLEL_MIN 32768                  /* Below this many elements, one thread. */
@@ -69,6 +72,35 @@ static inline uint16_t bf16_store(float f) {
     return (uint16_t)(((u & 0x7fffffffu) > 0x7f800000u) ? nan : rounded);
 }
 
+/* n float32 values to bfloat16, each as bf16_store rounds it. With AVX512-BF16 (compiled for such a CPU),
+ * 16 at a time by its conversion instruction, which rounds the same way but reads float32 denormals as
+ * zero: a group of 16 holding one takes bf16_store instead. */
+static inline void bf16_store_floats(uint16_t *restrict out, const float *restrict v, long n) {
+    long i = 0;
+#if defined(__AVX512BF16__) && defined(__AVX512F__)
+    const __m512i exponent = _mm512_set1_epi32(0x7f800000), fraction = _mm512_set1_epi32(0x007fffff);
+    for (; i + 16 <= n; i += 16) {
+        __m512i u = _mm512_loadu_si512((const void *)(v + i));
+        if (_mm512_testn_epi32_mask(u, exponent) & _mm512_test_epi32_mask(u, fraction)) {
+            for (long j = i; j < i + 16; j++)
+                out[j] = bf16_store(v[j]);
+            continue;
+        }
+        _mm256_storeu_si256((__m256i *)(out + i), (__m256i)_mm512_cvtneps_pbh(_mm512_castsi512_ps(u)));
+    }
+#endif
+    for (; i < n; i++)
+        out[i] = bf16_store(v[i]);
+}
+
+/* Group stores by element type: float32 values are computed straight into the output (TMP gives the output
+ * pointer, FLUSH does nothing), bfloat16 ones into a float buffer of GROUP elements, then stored. */
+#define GROUP 512
+#define F32_TMP(dst, buf) (dst)
+#define F32_FLUSH(dst, buf, n) ((void)0)
+#define BF16_TMP(dst, buf) (buf)
+#define BF16_FLUSH(dst, buf, n) bf16_store_floats((dst), (buf), (n))
+
 static inline float forward_value(float v, params_t p) {
     if (p.act == ACT_RELU)
         v = (v < 0.0f) ? 0.0f : v;
@@ -97,42 +129,61 @@ static inline float grad_value(float dy, float y, params_t p) {
 /* Forward over `count` whole rows of `channels` elements from element `start`, with the bias vector b
  * (channels_last: the bias runs along the fastest dimension); and over elements [start, end) with one
  * bias value (b NULL: none). Short rows go in blocks of whole rows against the bias repeated in a float
- * buffer: one long loop instead of a short one per row (the values are the same: x + b, then the rest). */
-#define ROW_BLOCK 512
-#define DEFINE_ROWS(NAME, T, LOAD, STORE)                                                              \
+ * buffer: one long loop instead of a short one per row (the values are the same: x + b, then the rest).
+ * Values are stored in groups (F32_TMP / BF16_TMP above). */
+#define DEFINE_ROWS(NAME, T, LOAD, TMP, FLUSH)                                                          \
 static void NAME##_forward_rows(T *out, const T *x, const T *b, long start, long count, long channels,  \
                                 params_t p) {                                                          \
-    long end = start + count * channels, reps = ROW_BLOCK / channels;                                  \
+    long end = start + count * channels, reps = GROUP / channels;                                      \
+    float buf[GROUP] __attribute__((unused));                                                          \
     if (reps > 1 && count > 1) {                                                                       \
-        float bias[ROW_BLOCK];                                                                         \
+        float bias[GROUP];                                                                             \
         long block = ((count < reps) ? count : reps) * channels;                                       \
         for (long r = 0; r < block; r += channels)                                                     \
             for (long c = 0; c < channels; c++)                                                        \
                 bias[r + c] = LOAD(b[c]);                                                              \
         for (long r = start; r < end; r += block) {                                                    \
             long n = (end - r < block) ? end - r : block;                                              \
+            float *t = TMP(out + r, buf);                                                              \
             for (long j = 0; j < n; j++)                                                               \
-                out[r + j] = STORE(forward_value(LOAD(x[r + j]) + bias[j], p));                        \
+                t[j] = forward_value(LOAD(x[r + j]) + bias[j], p);                                     \
+            FLUSH(out + r, buf, n);                                                                    \
         }                                                                                              \
         return;                                                                                        \
     }                                                                                                  \
     for (long r = start; r < end; r += channels)                                                       \
-        for (long c = 0; c < channels; c++)                                                            \
-            out[r + c] = STORE(forward_value(LOAD(x[r + c]) + LOAD(b[c]), p));                         \
+        for (long c0 = 0; c0 < channels; c0 += GROUP) {                                                \
+            long n = (channels - c0 < GROUP) ? channels - c0 : GROUP;                                  \
+            float *t = TMP(out + r + c0, buf);                                                         \
+            for (long c = 0; c < n; c++)                                                               \
+                t[c] = forward_value(LOAD(x[r + c0 + c]) + LOAD(b[c0 + c]), p);                        \
+            FLUSH(out + r + c0, buf, n);                                                               \
+        }                                                                                              \
 }                                                                                                      \
 static void NAME##_forward_range(T *out, const T *x, const T *b, long start, long end, params_t p) {     \
-    if (b != NULL) {                                                                                   \
-        float bias = LOAD(*b);                                                                         \
-        for (long i = start; i < end; i++)                                                             \
-            out[i] = STORE(forward_value(LOAD(x[i]) + bias, p));                                       \
-    } else {                                                                                           \
-        for (long i = start; i < end; i++)                                                             \
-            out[i] = STORE(forward_value(LOAD(x[i]), p));                                              \
+    float buf[GROUP] __attribute__((unused)), bias = (b != NULL) ? LOAD(*b) : 0.0f;                    \
+    for (long i = start; i < end; i += GROUP) {                                                        \
+        long n = (end - i < GROUP) ? end - i : GROUP;                                                  \
+        float *t = TMP(out + i, buf);                                                                  \
+        if (b != NULL) {                                                                               \
+            for (long j = 0; j < n; j++)                                                               \
+                t[j] = forward_value(LOAD(x[i + j]) + bias, p);                                        \
+        } else {                                                                                       \
+            for (long j = 0; j < n; j++)                                                               \
+                t[j] = forward_value(LOAD(x[i + j]), p);                                               \
+        }                                                                                              \
+        FLUSH(out + i, buf, n);                                                                        \
     }                                                                                                  \
 }                                                                                                      \
 static void NAME##_grad_range(T *out, const T *dy, const T *y, long start, long end, params_t p) {     \
-    for (long i = start; i < end; i++)                                                                 \
-        out[i] = STORE(grad_value(LOAD(dy[i]), LOAD(y[i]), p));                                        \
+    float buf[GROUP] __attribute__((unused));                                                          \
+    for (long i = start; i < end; i += GROUP) {                                                        \
+        long n = (end - i < GROUP) ? end - i : GROUP;                                                  \
+        float *t = TMP(out + i, buf);                                                                  \
+        for (long j = 0; j < n; j++)                                                                   \
+            t[j] = grad_value(LOAD(dy[i + j]), LOAD(y[i + j]), p);                                     \
+        FLUSH(out + i, buf, n);                                                                        \
+    }                                                                                                  \
 }
 
 static inline float f32_load(float v) { return v; }
@@ -143,8 +194,8 @@ static inline float f32_store(float v) { return v; }
  * ignore it. */
 #pragma GCC push_options
 #pragma GCC target("prefer-vector-width=512")
-DEFINE_ROWS(f32, float, f32_load, f32_store)
-DEFINE_ROWS(bf16, uint16_t, bf16_load, bf16_store)
+DEFINE_ROWS(f32, float, f32_load, F32_TMP, F32_FLUSH)
+DEFINE_ROWS(bf16, uint16_t, bf16_load, BF16_TMP, BF16_FLUSH)
 
 /* dtype: 0 = float32, 1 = bfloat16. out may be x (in place). b may be NULL (then channels is 1).
  * A bias vector along the fastest dimension (inner == 1): work units of whole rows, about CHUNK
