@@ -180,6 +180,21 @@ def test_bfloat16_stores_special_values(layout, act, gain, clamp):
     assert torch.equal(g.isnan(), d.to(torch.bfloat16).isnan())
     assert torch.equal(g.nan_to_num(0.0).view(torch.int16), d.to(torch.bfloat16).nan_to_num(0.0).view(torch.int16))
 
+# The same stores in the channels_last forwards of demod_bias_act and scale_channels.
+def test_bfloat16_stores_special_values_demod_and_scale():
+    x = special_bfloat16_values(4 * 16 * 7 * 5, 62).reshape(4, 16, 7, 5).contiguous(memory_format=torch.channels_last)
+    d = torch.full([4, 16], 1.5, dtype=torch.bfloat16)
+    d[1, 2] = 1e-30 # Products down in the denormals.
+    b = torch.zeros(16, dtype=torch.bfloat16)
+    with torch.no_grad():
+        y = with_kernels(True, lambda: demod_bias_act.demod_bias_act(x, d, None, b, act='lrelu', gain=1.0))
+        scaled = with_kernels(True, lambda: demod_bias_act.scale_channels(x, d))
+    v = x.float() * d.float()[:, :, None, None]
+    vb = v + b.float()[None, :, None, None] # + 0: the bias turns -0 into +0, as the kernel's sum does.
+    for got, expected in [(y, torch.where(vb > 0, vb, vb * 0.2).to(torch.bfloat16)), (scaled, v.to(torch.bfloat16))]:
+        assert torch.equal(got.isnan(), expected.isnan())
+        assert torch.equal(got.nan_to_num(0.0).view(torch.int16), expected.nan_to_num(0.0).view(torch.int16))
+
 #----------------------------------------------------------------------------
 # The backward pass with an incoming gradient in another layout than the output.
 

@@ -264,20 +264,22 @@ int bias_act_cpu_grad(int dtype, void *out, const void *dy, const void *y, long 
  * in an order that does not depend on the number of threads. */
 
 #define DEMOD_MAX_C 2048                    /* channels_last: d and b of up to this many channels as floats first. */
-#define DEFINE_DEMOD_FORWARD(NAME, T, LOAD, STORE)                                                     \
+#define DEFINE_DEMOD_FORWARD(NAME, T, LOAD, STORE, TMP, FLUSH)                                         \
 static void NAME##_demod_forward_rows(T *out, const T *x, const float *dv, const T *noise, const float *bv, \
                                       long C, long HW, params_t p) {                                   \
+    float buf[DEMOD_MAX_C] __attribute__((unused));                                                    \
     for (long hw = 0; hw < HW; hw++) {                                                                 \
         const T *xr = x + hw * C;                                                                      \
-        T *yr = out + hw * C;                                                                          \
+        float *t = TMP(out + hw * C, buf);                                                             \
         if (noise != NULL) {                                                                           \
             float nz = LOAD(noise[hw]);                                                                \
             for (long c = 0; c < C; c++)                                                               \
-                yr[c] = STORE(forward_value(fmaf(LOAD(xr[c]), dv[c], nz) + bv[c], p));                 \
+                t[c] = forward_value(fmaf(LOAD(xr[c]), dv[c], nz) + bv[c], p);                         \
         } else {                                                                                       \
             for (long c = 0; c < C; c++)                                                               \
-                yr[c] = STORE(forward_value(LOAD(xr[c]) * dv[c] + bv[c], p));                          \
+                t[c] = forward_value(LOAD(xr[c]) * dv[c] + bv[c], p);                                  \
         }                                                                                              \
+        FLUSH(out + hw * C, buf, C);                                                                   \
     }                                                                                                  \
 }                                                                                                      \
 static void NAME##_demod_forward_sample(T *out, const T *x, const T *d, const T *noise, const T *b,    \
@@ -359,8 +361,8 @@ DEFINE_DEMOD_GRAD(bf16, uint16_t, bf16_load, bf16_store)
 
 #pragma GCC push_options
 #pragma GCC target("prefer-vector-width=512")  /* Element-wise, as bias_act's. */
-DEFINE_DEMOD_FORWARD(f32, float, f32_load, f32_store)
-DEFINE_DEMOD_FORWARD(bf16, uint16_t, bf16_load, bf16_store)
+DEFINE_DEMOD_FORWARD(f32, float, f32_load, f32_store, F32_TMP, F32_FLUSH)
+DEFINE_DEMOD_FORWARD(bf16, uint16_t, bf16_load, bf16_store, BF16_TMP, BF16_FLUSH)
 
 int demod_bias_act_cpu_forward(int dtype, void *out, const void *x, const void *d, const void *noise, const void *b,
                                long N, long C, long HW, int channels_last, int act, float alpha, float gain,
@@ -531,15 +533,18 @@ int depthwise_transpose_cpu(int dtype, void *out, const void *x, const float *w,
 }
 
 /* The forward of scale_channels: out = x * s[n, c], the same values as torch's product (one rounding). */
-#define DEFINE_SCALE_FORWARD(NAME, T, LOAD, STORE)                                                     \
+#define DEFINE_SCALE_FORWARD(NAME, T, LOAD, STORE, TMP, FLUSH)                                         \
 static void NAME##_scale_forward_sample(T *out, const T *x, const T *s, long C, long HW, int channels_last) { \
     if (channels_last && C <= DEMOD_MAX_C) {                                                           \
-        float sv[DEMOD_MAX_C];                                                                         \
+        float sv[DEMOD_MAX_C], buf[DEMOD_MAX_C] __attribute__((unused));                               \
         for (long c = 0; c < C; c++)                                                                   \
             sv[c] = LOAD(s[c]);                                                                        \
-        for (long hw = 0; hw < HW; hw++)                                                               \
+        for (long hw = 0; hw < HW; hw++) {                                                             \
+            float *t = TMP(out + hw * C, buf);                                                         \
             for (long c = 0; c < C; c++)                                                               \
-                out[hw * C + c] = STORE(LOAD(x[hw * C + c]) * sv[c]);                                  \
+                t[c] = LOAD(x[hw * C + c]) * sv[c];                                                    \
+            FLUSH(out + hw * C, buf, C);                                                               \
+        }                                                                                              \
     } else if (channels_last) {                                                                        \
         for (long hw = 0; hw < HW; hw++)                                                               \
             for (long c = 0; c < C; c++)                                                               \
@@ -555,8 +560,8 @@ static void NAME##_scale_forward_sample(T *out, const T *x, const T *s, long C, 
 
 #pragma GCC push_options
 #pragma GCC target("prefer-vector-width=512")  /* Element-wise, as bias_act's. */
-DEFINE_SCALE_FORWARD(f32, float, f32_load, f32_store)
-DEFINE_SCALE_FORWARD(bf16, uint16_t, bf16_load, bf16_store)
+DEFINE_SCALE_FORWARD(f32, float, f32_load, f32_store, F32_TMP, F32_FLUSH)
+DEFINE_SCALE_FORWARD(bf16, uint16_t, bf16_load, bf16_store, BF16_TMP, BF16_FLUSH)
 
 int scale_channels_cpu_forward(int dtype, void *out, const void *x, const void *s, long N, long C, long HW,
                                int channels_last, int num_threads) {
