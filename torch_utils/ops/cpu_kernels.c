@@ -263,42 +263,36 @@ int bias_act_cpu_grad(int dtype, void *out, const void *dy, const void *y, long 
  * derivative; the sums in float32 (dd, dnoise, db are float32 arrays; db_rows is [N, C] scratch),
  * in an order that does not depend on the number of threads. */
 
-#define DEMOD_MAX_C 2048                    /* channels_last: d and b of up to this many channels as floats first. */
+#define DEMOD_MAX_C 2048                    /* channels_last: d and b (and s) go to floats in slices of this many channels. */
 #define DEFINE_DEMOD_FORWARD(NAME, T, LOAD, STORE, TMP, FLUSH)                                         \
 static void NAME##_demod_forward_rows(T *out, const T *x, const float *dv, const T *noise, const float *bv, \
-                                      long C, long HW, params_t p) {                                   \
+                                      long width, long stride, long HW, params_t p) {                  \
     float buf[DEMOD_MAX_C] __attribute__((unused));                                                    \
     for (long hw = 0; hw < HW; hw++) {                                                                 \
-        const T *xr = x + hw * C;                                                                      \
-        float *t = TMP(out + hw * C, buf);                                                             \
+        const T *xr = x + hw * stride;                                                                 \
+        float *t = TMP(out + hw * stride, buf);                                                        \
         if (noise != NULL) {                                                                           \
             float nz = LOAD(noise[hw]);                                                                \
-            for (long c = 0; c < C; c++)                                                               \
+            for (long c = 0; c < width; c++)                                                           \
                 t[c] = forward_value(fmaf(LOAD(xr[c]), dv[c], nz) + bv[c], p);                         \
         } else {                                                                                       \
-            for (long c = 0; c < C; c++)                                                               \
+            for (long c = 0; c < width; c++)                                                           \
                 t[c] = forward_value(LOAD(xr[c]) * dv[c] + bv[c], p);                                  \
         }                                                                                              \
-        FLUSH(out + hw * C, buf, C);                                                                   \
+        FLUSH(out + hw * stride, buf, width);                                                          \
     }                                                                                                  \
 }                                                                                                      \
 static void NAME##_demod_forward_sample(T *out, const T *x, const T *d, const T *noise, const T *b,    \
                                         long C, long HW, int channels_last, params_t p) {              \
-    if (channels_last && C <= DEMOD_MAX_C) {                                                           \
-        float dv[DEMOD_MAX_C], bv[DEMOD_MAX_C];                                                        \
-        for (long c = 0; c < C; c++) {                                                                 \
-            dv[c] = LOAD(d[c]);                                                                        \
-            bv[c] = LOAD(b[c]);                                                                        \
-        }                                                                                              \
-        NAME##_demod_forward_rows(out, x, dv, noise, bv, C, HW, p);                                    \
-    } else if (channels_last) {                                                                        \
-        for (long hw = 0; hw < HW; hw++) {                                                             \
-            const T *xr = x + hw * C;                                                                  \
-            T *yr = out + hw * C;                                                                      \
-            float nz = (noise != NULL) ? LOAD(noise[hw]) : 0.0f;                                       \
-            for (long c = 0; c < C; c++)                                                               \
-                yr[c] = STORE(forward_value((noise != NULL) ? fmaf(LOAD(xr[c]), LOAD(d[c]), nz) + LOAD(b[c]) \
-                                                            : LOAD(xr[c]) * LOAD(d[c]) + LOAD(b[c]), p)); \
+    if (channels_last) {                                                                               \
+        for (long c0 = 0; c0 < C; c0 += DEMOD_MAX_C) {                                                 \
+            long width = (C - c0 < DEMOD_MAX_C) ? C - c0 : DEMOD_MAX_C;                                \
+            float dv[DEMOD_MAX_C], bv[DEMOD_MAX_C];                                                    \
+            for (long c = 0; c < width; c++) {                                                         \
+                dv[c] = LOAD(d[c0 + c]);                                                               \
+                bv[c] = LOAD(b[c0 + c]);                                                               \
+            }                                                                                          \
+            NAME##_demod_forward_rows(out + c0, x + c0, dv, noise, bv, width, C, HW, p);               \
         }                                                                                              \
     } else {                                                                                           \
         for (long c = 0; c < C; c++) {                                                                 \
@@ -534,21 +528,20 @@ int depthwise_transpose_cpu(int dtype, void *out, const void *x, const float *w,
 
 /* The forward of scale_channels: out = x * s[n, c], the same values as torch's product (one rounding). */
 #define DEFINE_SCALE_FORWARD(NAME, T, LOAD, STORE, TMP, FLUSH)                                         \
-static void NAME##_scale_forward_sample(T *out, const T *x, const T *s, long C, long HW, int channels_last) { \
-    if (channels_last && C <= DEMOD_MAX_C) {                                                           \
+static void NAME##_scale_forward_sample(T *out, const T *x, const T *s, long C, long HW, int channels_last) {\
+    if (channels_last) {                                                                               \
         float sv[DEMOD_MAX_C], buf[DEMOD_MAX_C] __attribute__((unused));                               \
-        for (long c = 0; c < C; c++)                                                                   \
-            sv[c] = LOAD(s[c]);                                                                        \
-        for (long hw = 0; hw < HW; hw++) {                                                             \
-            float *t = TMP(out + hw * C, buf);                                                         \
-            for (long c = 0; c < C; c++)                                                               \
-                t[c] = LOAD(x[hw * C + c]) * sv[c];                                                    \
-            FLUSH(out + hw * C, buf, C);                                                               \
+        for (long c0 = 0; c0 < C; c0 += DEMOD_MAX_C) {                                                 \
+            long width = (C - c0 < DEMOD_MAX_C) ? C - c0 : DEMOD_MAX_C;                                \
+            for (long c = 0; c < width; c++)                                                           \
+                sv[c] = LOAD(s[c0 + c]);                                                               \
+            for (long hw = 0; hw < HW; hw++) {                                                         \
+                float *t = TMP(out + hw * C + c0, buf);                                                \
+                for (long c = 0; c < width; c++)                                                       \
+                    t[c] = LOAD(x[hw * C + c0 + c]) * sv[c];                                           \
+                FLUSH(out + hw * C + c0, buf, width);                                                  \
+            }                                                                                          \
         }                                                                                              \
-    } else if (channels_last) {                                                                        \
-        for (long hw = 0; hw < HW; hw++)                                                               \
-            for (long c = 0; c < C; c++)                                                               \
-                out[hw * C + c] = STORE(LOAD(x[hw * C + c]) * LOAD(s[c]));                             \
     } else {                                                                                           \
         for (long c = 0; c < C; c++) {                                                                 \
             float sc = LOAD(s[c]);                                                                     \
