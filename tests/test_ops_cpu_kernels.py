@@ -312,8 +312,8 @@ def test_demod_bfloat16_rounds_once(layout):
     torch.testing.assert_close(dnoise.float(), g.sum(1, keepdim=True), rtol=1e-2, atol=1e-2)
     torch.testing.assert_close(db.float(), g.sum([0, 2, 3]), rtol=1e-2, atol=1e-2)
 
-# channels_last forwards take d, b and s as float buffers up to DEMOD_MAX_C (2048) channels, and read them
-# in place above: both give float32 math on the bfloat16 inputs, rounded once.
+# channels_last forwards take d, b and s as float buffers in slices of DEMOD_MAX_C (2048) channels: one
+# slice, a full one, and a full one plus one channel give float32 math on the bfloat16 inputs, rounded once.
 @pytest.mark.parametrize('channels', [3, 32, 2048, 2049])
 @pytest.mark.parametrize('noise', [True, False])
 def test_demod_and_scale_forward_channels(channels, noise):
